@@ -1,0 +1,67 @@
+# Shared set-up for scripts/demo and scripts/test: finds interpreters and creates the two
+# virtual environments idempotently (a stamp file holds the hash of what was installed).
+#   .venv      Python >= 3.12, jax 0.12 + this package (editable) + pytest
+#   .venv-ref  the official reference: ltx-core / ltx-pipelines 1.0.0 on CPU torch (tests only)
+# Source it; it defines functions only.
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+export PIP_DISABLE_PIP_VERSION_CHECK=1
+
+_log() { printf '[setup] %s\n' "$*" >&2; }
+
+# Prints a command (with an optional VAR=value prefix, for pyenv) that runs a Python of at least
+# version $1 (a "3.N" string), preferring $2... in order.
+_find_python() {
+  local min="$1" cand; shift
+  for cand in "$@"; do
+    # shellcheck disable=SC2086  # $cand is "VAR=value cmd" on purpose
+    if env $cand -c "import sys; sys.exit(sys.version_info < tuple(map(int, '$min'.split('.'))))" >/dev/null 2>&1; then
+      echo "$cand"; return 0
+    fi
+  done
+  return 1
+}
+
+_stamp_ok() { [ -f "$1/.ltx-stamp" ] && [ "$(cat "$1/.ltx-stamp")" = "$2" ]; }
+
+# Hash of the files that define an environment.
+_hash() { cat "$@" | sha256sum | cut -c1-16; }
+
+ensure_main_env() {
+  local venv="$ROOT/.venv" want
+  want="$(_hash "$ROOT/pyproject.toml" "$ROOT/scripts/env.sh")"
+  if _stamp_ok "$venv" "$want"; then return 0; fi
+  local py; py="$(_find_python 3.12 python3.12 "PYENV_VERSION=3.12.1 python3.12" python3.13 python3)" || { _log "no Python >= 3.12 found (jax 0.12 needs it); install one, e.g. pyenv install 3.12"; return 1; }
+  _log "creating $venv with: $py"
+  rm -rf "$venv"
+  env $py -m venv "$venv" || return 1
+  "$venv/bin/pip" install -q --upgrade pip >/dev/null 2>&1
+  "$venv/bin/pip" install -q -e "$ROOT[test]" 2>&1 | grep -v "^WARNING: Location" >&2
+  [ "${PIPESTATUS[0]}" -eq 0 ] || { _log "pip install failed for $venv"; return 1; }
+  echo "$want" > "$venv/.ltx-stamp"
+}
+
+ensure_ref_env() {
+  local venv="$ROOT/.venv-ref" req="$ROOT/tests/reference/requirements.txt" want
+  want="$(_hash "$req" "$ROOT/scripts/env.sh")"
+  if _stamp_ok "$venv" "$want"; then return 0; fi
+  local py; py="$(_find_python 3.11 python3.11 "PYENV_VERSION=3.11.7 python3.11" python3.12 "PYENV_VERSION=3.12.1 python3.12")" || { _log "no Python >= 3.11 found for the reference environment"; return 1; }
+  _log "creating $venv (official ltx-core reference, CPU torch) with: $py"
+  rm -rf "$venv"
+  env $py -m venv "$venv" || return 1
+  local pip="$venv/bin/pip"
+  # torch first: the local CPU wheel where there is one, else a CPU build from PyTorch's index.
+  if ! $pip install -q "torch==2.13.0" 2>/dev/null; then
+    _log "torch==2.13.0 not available here; installing a CPU torch>=2.7 from download.pytorch.org"
+    $pip install -q "torch>=2.7" --index-url https://download.pytorch.org/whl/cpu || return 1
+  fi
+  # --no-deps: ltx-core asks for an unpinned torchaudio whose PyPI build is CUDA-only and breaks
+  # imports next to CPU torch; a stub (tests/reference/stubs) stands in for it.
+  $pip install -q --no-deps ltx-core==1.0.0 ltx-pipelines==1.0.0 2>&1 | grep -v "^WARNING: Location" >&2
+  $pip install -q -r "$req" 2>&1 | grep -v "^WARNING: Location" >&2
+  [ "${PIPESTATUS[0]}" -eq 0 ] || { _log "pip install failed for $venv"; return 1; }
+  local site; site="$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+  echo "$ROOT/tests/reference/stubs" > "$site/ltx_ref_stubs.pth"
+  "$venv/bin/python" -c "import ltx_core.loader, ltx_core.quantization, ltx_pipelines.distilled" || { _log "reference imports failed"; return 1; }
+  echo "$want" > "$venv/.ltx-stamp"
+}
