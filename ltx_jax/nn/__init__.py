@@ -1,0 +1,1 @@
+"""Building blocks shared by the transformer, the VAEs and the upsamplers."""

@@ -1,0 +1,106 @@
+"""Shared test fixtures: official reference fixture directories, built on demand and cached.
+
+The reference builder (tests/reference/build.py) runs in the separate reference environment
+(.venv-ref, official ltx-core on CPU torch). Its outputs are cached under .cache/reference/ by a hash
+of the builder's sources, configs and requirements, so a second run reuses them. Without the
+reference environment, parity tests skip, unless LTX_REQUIRE_REFERENCE=1 (CI), where they fail.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+REF_PYTHON = ROOT / ".venv-ref" / "bin" / "python"
+BUILDER = ROOT / "tests" / "reference" / "build.py"
+CACHE = ROOT / ".cache" / "reference"
+SHARED = ROOT.parent / "shared"
+CONFIGS = ("ltx2-tiny", "ltx23-tiny")
+SEEDS = (0, 1, 2)
+
+
+def _require_reference() -> bool:
+    return os.environ.get("LTX_REQUIRE_REFERENCE") == "1"
+
+
+def reference_unavailable(why: str):
+    """Skip locally, fail in CI: the reference environment is part of the test set-up."""
+    if _require_reference():
+        pytest.fail(f"reference required (LTX_REQUIRE_REFERENCE=1) but unavailable: {why}")
+    pytest.skip(f"reference unavailable: {why} (run scripts/test to create .venv-ref)")
+
+
+def _builder_hash() -> str:
+    h = hashlib.sha256()
+    ref = ROOT / "tests" / "reference"
+    for p in sorted(ref.rglob("*")):
+        if p.is_file() and p.suffix in (".py", ".json", ".txt") and "__pycache__" not in p.parts:
+            h.update(str(p.relative_to(ref)).encode())
+            h.update(p.read_bytes())
+    return h.hexdigest()[:12]
+
+
+def build_reference(config: str, seed: int, extra_args: tuple[str, ...] = ()) -> Path:
+    """Path of the fixture directory for (config, seed), building it with the official code if needed."""
+    if not REF_PYTHON.exists():
+        reference_unavailable(f"{REF_PYTHON} does not exist")
+    suffix = "".join(a.strip("-").replace("-", "") for a in extra_args)
+    out = CACHE / f"{config}_seed{seed}{'_' + suffix if suffix else ''}-{_builder_hash()}"
+    if (out / "manifest.json").is_file():
+        return out
+    CACHE.mkdir(parents=True, exist_ok=True)
+    with open(CACHE / ".lock", "w") as lock:  # one build at a time, also across processes
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (out / "manifest.json").is_file():
+            return out
+        tmp = out.with_name(out.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        cmd = [str(REF_PYTHON), str(BUILDER), "--config", config, "--seed", str(seed), "--out", str(tmp), *extra_args]
+        result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+        if result.returncode != 0:
+            shutil.rmtree(tmp, ignore_errors=True)
+            pytest.fail(f"reference build failed: {' '.join(cmd)}\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}")
+        tmp.rename(out)
+    return out
+
+
+@pytest.fixture(scope="session", params=CONFIGS)
+def reference(request) -> Path:
+    """Fixture directory (seed 0) for each tiny config."""
+    return build_reference(request.param, 0)
+
+
+@pytest.fixture(scope="session", params=[(c, s) for c in CONFIGS for s in SEEDS], ids=lambda p: f"{p[0]}-s{p[1]}")
+def reference_seeds(request) -> Path:
+    """Fixture directories for each tiny config and seeds 0, 1, 2."""
+    return build_reference(*request.param)
+
+
+@pytest.fixture(scope="session")
+def tae_fixture() -> Path:
+    path = SHARED / "fixtures" / "taeltx2_3"
+    if not (path / "manifest.json").is_file():
+        reference_unavailable(f"{path} is missing")
+    return path
+
+
+def run_ref_python(code: str, *args: str, stdin: str | None = None) -> str:
+    """Run Python code in the reference environment; returns stdout."""
+    if not REF_PYTHON.exists():
+        reference_unavailable(f"{REF_PYTHON} does not exist")
+    result = subprocess.run([str(REF_PYTHON), "-c", code, *args], cwd=ROOT, capture_output=True, text=True,
+                            input=stdin)
+    if result.returncode != 0:
+        pytest.fail(f"reference script failed:\n{result.stderr[-4000:]}")
+    return result.stdout
+
+
+sys.path.insert(0, str(ROOT))
