@@ -48,27 +48,35 @@ def _builder_hash() -> str:
     return h.hexdigest()[:12]
 
 
-def build_reference(config: str, seed: int, extra_args: tuple[str, ...] = ()) -> Path:
-    """Path of the fixture directory for (config, seed), building it with the official code if needed."""
+def build_reference(config: str, seed: int) -> Path:
+    """Fixture directory for (config, seed), built with the official code if needed.
+
+    The first call builds every (config, seed) pair in one process (tests/reference/build_all.py,
+    a few seconds in all); later calls and later runs reuse the cache.
+    """
     if not REF_PYTHON.exists():
         reference_unavailable(f"{REF_PYTHON} does not exist")
-    suffix = "".join(a.strip("-").replace("-", "") for a in extra_args)
-    out = CACHE / f"{config}_seed{seed}{'_' + suffix if suffix else ''}-{_builder_hash()}"
+    root = CACHE / _builder_hash()
+    out = root / f"{config}_seed{seed}"
     if (out / "manifest.json").is_file():
         return out
-    CACHE.mkdir(parents=True, exist_ok=True)
+    root.mkdir(parents=True, exist_ok=True)
     with open(CACHE / ".lock", "w") as lock:  # one build at a time, also across processes
         fcntl.flock(lock, fcntl.LOCK_EX)
         if (out / "manifest.json").is_file():
             return out
-        tmp = out.with_name(out.name + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        cmd = [str(REF_PYTHON), str(BUILDER), "--config", config, "--seed", str(seed), "--out", str(tmp), *extra_args]
+        pairs = [(config, seed)] + [(c, s) for c in CONFIGS for s in SEEDS if (c, s) != (config, seed)]
+        todo = [(c, s) for c, s in pairs if not (root / f"{c}_seed{s}" / "manifest.json").is_file()]
+        configs = sorted({c for c, _ in todo})
+        seeds = sorted({s for _, s in todo})
+        cmd = [str(REF_PYTHON), str(BUILDER.with_name("build_all.py")), "--root", str(root),
+               "--configs", ",".join(configs), "--seeds", ",".join(map(str, seeds))]
         result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
-        if result.returncode != 0:
-            shutil.rmtree(tmp, ignore_errors=True)
+        if result.returncode != 0 or not (out / "manifest.json").is_file():
             pytest.fail(f"reference build failed: {' '.join(cmd)}\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}")
-        tmp.rename(out)
+    for stale in CACHE.iterdir():  # builds for older builder sources
+        if stale.is_dir() and stale != root:
+            shutil.rmtree(stale, ignore_errors=True)
     return out
 
 

@@ -21,7 +21,7 @@ class FrozenDict(tuple):
 def _freeze(value: Any) -> Any:
     """JSON lists -> tuples and objects -> FrozenDict (recursively), so configs are hashable."""
     if isinstance(value, dict):
-        return FrozenDict((k, _freeze(v)) for k, v in value.items())
+        return FrozenDict((k, _freeze(value[k])) for k in sorted(value))  # sorted: equality ignores key order
     if isinstance(value, list | tuple) and not isinstance(value, FrozenDict):
         return tuple(_freeze(v) for v in value)
     return value

@@ -75,23 +75,28 @@ LTX_2_3 = LTXConfig(
 SPATIAL_X2_2_3 = UpsamplerConfig(mid_channels=1024)
 SPATIAL_X2_2 = UpsamplerConfig(mid_channels=1024, rational_resampler=True)
 
-# Tiny test presets: the shapes of the reference fixtures (docs/reference-fixtures.md): 2 layers,
-# video 4 heads x 16, audio 4 x 8, 16 latent channels, a 48-wide "Gemma" with 3 hidden states.
+# Tiny test presets: exactly the configs of the reference fixtures (tests/reference/configs/*-tiny.json;
+# docs/reference-fixtures.md): 2 layers, video 4 heads x 16, audio 4 x 8, 16 latent channels, the
+# released VAE block lists with 1 layer per res block, a 48-wide "Gemma" with 3 hidden states.
 _TINY_TEXT = dict(text_hidden_size=48, text_num_hidden_states=3)
+
+
+def _tiny_blocks(blocks: tuple, **res_params) -> tuple:
+    return tuple((k, _freeze({"num_layers": 1, **res_params})) if k == "res_x" else (k, p) for k, p in blocks)
+
 
 LTX_2_TINY = LTXConfig(
     transformer=dataclasses.replace(
         LTX_2.transformer, num_attention_heads=4, attention_head_dim=16, in_channels=16, out_channels=16, num_layers=2,
         cross_attention_dim=64, caption_channels=48, audio_num_attention_heads=4, audio_attention_head_dim=8,
-        audio_cross_attention_dim=32, rope_type="interleaved", frequencies_precision=False),
+        audio_cross_attention_dim=32, rope_type="interleaved", frequencies_precision="float32"),
     connector=dataclasses.replace(
         LTX_2.connector, connector_num_attention_heads=4, connector_attention_head_dim=12, connector_num_layers=2,
-        rope_type="interleaved", frequencies_precision=False, **_TINY_TEXT),
-    vae=dataclasses.replace(LTX_2.vae, latent_channels=16, decoder_base_channels=8, encoder_blocks=tuple(
-        (k, _freeze({"num_layers": 1})) if k == "res_x" else (k, p) for k, p in LTX_2.vae.encoder_blocks),
-        decoder_blocks=tuple((k, _freeze({"num_layers": 1})) if k == "res_x" else (k, p)
-                             for k, p in LTX_2.vae.decoder_blocks)),
-    model_version="2.0-tiny",
+        rope_type="interleaved", frequencies_precision="float32", **_TINY_TEXT),
+    vae=dataclasses.replace(LTX_2.vae, latent_channels=16, decoder_base_channels=8,
+                            encoder_blocks=_tiny_blocks(LTX_2.vae.encoder_blocks),
+                            decoder_blocks=_tiny_blocks(LTX_2.vae.decoder_blocks, inject_noise=False)),
+    model_version="2.0.0-tiny",
 )
 
 LTX_2_3_TINY = LTXConfig(
@@ -100,23 +105,22 @@ LTX_2_3_TINY = LTXConfig(
         caption_proj_before_connector=True, rope_type="split", frequencies_precision="float64"),
     connector=dataclasses.replace(
         LTX_2_TINY.connector, connector_num_attention_heads=4, connector_attention_head_dim=16,
-        audio_connector_num_attention_heads=4, audio_connector_attention_head_dim=8,
+        audio_connector_num_attention_heads=4, audio_connector_attention_head_dim=8, audio_connector_num_layers=2,
         connector_apply_gated_attention=True, feature_extractor="v2", rope_type="split",
         frequencies_precision="float64"),
-    vae=dataclasses.replace(LTX_2_3.vae, latent_channels=16, decoder_base_channels=8, timestep_conditioning=True,
-                            encoder_blocks=tuple((k, _freeze({"num_layers": 1})) if k == "res_x" else (k, p)
-                                                 for k, p in LTX_2_3.vae.encoder_blocks),
-                            decoder_blocks=tuple((k, _freeze({"num_layers": 1})) if k == "res_x" else (k, p)
-                                                 for k, p in LTX_2_3.vae.decoder_blocks)),
-    model_version="2.3-tiny",
+    vae=dataclasses.replace(
+        LTX_2_3.vae, latent_channels=16, decoder_base_channels=8, timestep_conditioning=True,
+        encoder_blocks=_tiny_blocks(LTX_2_3.vae.encoder_blocks),
+        # compress_all with residual=True so the residual path is exercised.
+        decoder_blocks=_tiny_blocks(tuple((k, _freeze({**dict(p), "residual": True})) if k == "compress_all" else (k, p)
+                                          for k, p in LTX_2_3.vae.decoder_blocks))),
+    model_version="2.3.0-tiny",
 )
 
+_TINY_UP = dict(in_channels=16, mid_channels=32, num_blocks_per_stage=4)
 TINY_UPSAMPLERS = {
-    "spatial_x2": UpsamplerConfig(in_channels=16, mid_channels=32, num_blocks_per_stage=1),
-    "spatial_x2_rational": UpsamplerConfig(in_channels=16, mid_channels=32, num_blocks_per_stage=1,
-                                           rational_resampler=True),
-    "spatial_x1_5_rational": UpsamplerConfig(in_channels=16, mid_channels=32, num_blocks_per_stage=1,
-                                             rational_resampler=True, spatial_scale=1.5),
-    "temporal_x2": UpsamplerConfig(in_channels=16, mid_channels=32, num_blocks_per_stage=1, spatial_upsample=False,
-                                   temporal_upsample=True),
+    "spatial_x2": UpsamplerConfig(**_TINY_UP),
+    "spatial_x2_rational": UpsamplerConfig(**_TINY_UP, rational_resampler=True),
+    "spatial_x1_5_rational": UpsamplerConfig(**_TINY_UP, rational_resampler=True, spatial_scale=1.5),
+    "temporal_x2": UpsamplerConfig(**_TINY_UP, spatial_upsample=False, temporal_upsample=True),
 }

@@ -192,7 +192,8 @@ def run_bf16(rec: Recorder, x0_bf16: torch.nn.Module, ep_bf16: torch.nn.Module, 
     _run_pair(rec, "transformer.out_bf16", x0_bf16, vm, am)
     return {
         "weights": "every component loaded by ModelLedger(dtype=torch.bfloat16): all weights cast to bf16",
-        "connector": "process_hidden_states(tuple(connector.in.hidden_states.* .to(bf16)), connector.in.attention_mask)",
+        "connector": "process_hidden_states(tuple(connector.in.hidden_states.* .to(bf16)), "
+                     "connector.in.attention_mask)",
         "transformer_inputs": {
             "video.latent": "transformer.in.video.latent .to(bf16)",
             "video.positions": "transformer.in.video.positions .to(bf16) (VideoLatentTools casts positions to the "

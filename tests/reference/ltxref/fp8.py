@@ -61,7 +61,7 @@ def write_fp8_file(out_dir: Path, preset: dict, model: nn.Module, inp: Transform
     amax = calibrate_input_amax(model, layers, inp)
     tensors: dict[str, torch.Tensor] = {}
     for k, v in model.state_dict().items():
-        layer, leaf = k.rsplit(".", 1)
+        layer, _, leaf = k.rpartition(".")
         if layer in amax and leaf == "weight":
             q_in_out, weight_scale = quantize_weight_to_fp8_per_tensor(v)  # q is returned as [in, out]
             tensors[PREFIX + k] = q_in_out.t().contiguous()  # stored [out, in], as the official files
@@ -95,7 +95,7 @@ def _dequantized_model(preset: dict, fp8_sd: dict[str, torch.Tensor], layers: li
     sd = {}
     for fk, v in fp8_sd.items():
         k = fk[len(PREFIX):]
-        layer, leaf = k.rsplit(".", 1)
+        layer, _, leaf = k.rpartition(".")
         if leaf in ("weight_scale", "input_scale"):
             continue
         if layer in layers and leaf == "weight":

@@ -35,7 +35,7 @@ class Recorder:
         m = {"shape": list(arr.shape), "dtype": str(arr.dtype), "torch_dtype": torch_dtype or src}
         if arr.dtype == np.float32 and arr.size:
             m["max_abs"] = float(np.abs(arr).max())
-            m["std"] = float(arr.std())
+            m["std"] = float(arr.astype(np.float64).std())
         if note:
             m["note"] = note
         self.meta[name] = m

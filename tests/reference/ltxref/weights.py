@@ -59,7 +59,7 @@ def init_tensor(key: str, shape: tuple[int, ...], seed: int) -> torch.Tensor:
         return 2.0 * rand() - 1.0  # as the code's own init, U(-1, 1)
     if "scale_shift_table" in leaf:
         return 0.25 * randn()  # every AdaLN / prompt / AV-CA / decoder scale-shift table
-    if parent.endswith("norm"):  # q_norm, k_norm (RMSNorm), GroupNorm norm1/norm2/initial_norm
+    if "norm" in parent:  # q_norm, k_norm (RMSNorm), GroupNorm norm1/norm2/initial_norm
         if leaf == "weight":
             return 1.0 + 0.2 * randn()
         if leaf == "bias":
