@@ -22,6 +22,16 @@ _find_python() {
   return 1
 }
 
+# Runs pip quietly: output goes to $1/pip.log and is shown only when pip fails.
+_pip() {
+  local venv="$1"; shift
+  if ! "$venv/bin/pip" "$@" >>"$venv/pip.log" 2>&1; then
+    _log "pip $* failed; last lines of $venv/pip.log:"
+    grep -v "^WARNING: Location" "$venv/pip.log" | tail -n 25 >&2 || true
+    return 1
+  fi
+}
+
 _stamp_ok() { [ -f "$1/.ltx-stamp" ] && [ "$(cat "$1/.ltx-stamp")" = "$2" ]; }
 
 # Hash of the files that define an environment.
@@ -35,9 +45,7 @@ ensure_main_env() {
   _log "creating $venv with: $py"
   rm -rf "$venv"
   env $py -m venv "$venv" || return 1
-  "$venv/bin/pip" install -q --upgrade pip >/dev/null 2>&1
-  "$venv/bin/pip" install -q -e "$ROOT[test]" 2>&1 | grep -v "^WARNING: Location" >&2
-  [ "${PIPESTATUS[0]}" -eq 0 ] || { _log "pip install failed for $venv"; return 1; }
+  _pip "$venv" install -e "$ROOT[test]" || return 1
   echo "$want" > "$venv/.ltx-stamp"
 }
 
@@ -49,17 +57,15 @@ ensure_ref_env() {
   _log "creating $venv (official ltx-core reference, CPU torch) with: $py"
   rm -rf "$venv"
   env $py -m venv "$venv" || return 1
-  local pip="$venv/bin/pip"
   # torch first: the local CPU wheel where there is one, else a CPU build from PyTorch's index.
-  if ! $pip install -q "torch==2.13.0" 2>/dev/null; then
+  if ! _pip "$venv" install "torch==2.13.0"; then
     _log "torch==2.13.0 not available here; installing a CPU torch>=2.7 from download.pytorch.org"
-    $pip install -q "torch>=2.7" --index-url https://download.pytorch.org/whl/cpu || return 1
+    _pip "$venv" install "torch>=2.7" --index-url https://download.pytorch.org/whl/cpu || return 1
   fi
   # --no-deps: ltx-core asks for an unpinned torchaudio whose PyPI build is CUDA-only and breaks
   # imports next to CPU torch; a stub (tests/reference/stubs) stands in for it.
-  $pip install -q --no-deps ltx-core==1.0.0 ltx-pipelines==1.0.0 2>&1 | grep -v "^WARNING: Location" >&2
-  $pip install -q -r "$req" 2>&1 | grep -v "^WARNING: Location" >&2
-  [ "${PIPESTATUS[0]}" -eq 0 ] || { _log "pip install failed for $venv"; return 1; }
+  _pip "$venv" install --no-deps ltx-core==1.0.0 ltx-pipelines==1.0.0 || return 1
+  _pip "$venv" install -r "$req" || return 1
   local site; site="$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
   echo "$ROOT/tests/reference/stubs" > "$site/ltx_ref_stubs.pth"
   "$venv/bin/python" -c "import ltx_core.loader, ltx_core.quantization, ltx_pipelines.distilled" || { _log "reference imports failed"; return 1; }

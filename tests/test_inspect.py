@@ -178,3 +178,12 @@ def test_header_only_on_a_46_gb_file(tmp_path):
     report = inspect_file(str(path))
     assert report.size_bytes > 46e9 and report.num_parameters == n
     assert report.kind == "ltx_transformer"
+
+
+def test_demo_builds_and_inspects_the_bundled_checkpoint(capsys, tmp_path):
+    assert main(["demo", "--out", str(tmp_path), "--json"]) == 0
+    reports = json.loads(capsys.readouterr().out)
+    assert [r["kind"] for r in reports] == ["ltx_checkpoint", "upsampler"]
+    assert reports[0]["description"].startswith("LTX-2.3 full checkpoint") and reports[0]["warnings"] == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ltx23-tiny-spatial-upscaler-x2.safetensors",
+                                                          "ltx23-tiny.safetensors"]
