@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 REF_PYTHON = ROOT / ".venv-ref" / "bin" / "python"
 BUILDER = ROOT / "tests" / "reference" / "build.py"
 CACHE = ROOT / ".cache" / "reference"
-SHARED = ROOT.parent / "shared"
+SHARED = Path(os.environ.get("LTX_SHARED", ROOT.parent / "shared"))  # the project's shared/ folder
 CONFIGS = ("ltx2-tiny", "ltx23-tiny")
 SEEDS = (0, 1, 2)
 
@@ -35,7 +35,7 @@ def reference_unavailable(why: str):
     """Skip locally, fail in CI: the reference environment is part of the test set-up."""
     if _require_reference():
         pytest.fail(f"reference required (LTX_REQUIRE_REFERENCE=1) but unavailable: {why}")
-    pytest.skip(f"reference unavailable: {why} (run scripts/test to create .venv-ref)")
+    pytest.skip(f"reference unavailable: {why}")
 
 
 def _builder_hash() -> str:
@@ -96,7 +96,7 @@ def reference_seeds(request) -> Path:
 def tae_fixture() -> Path:
     path = SHARED / "fixtures" / "taeltx2_3"
     if not (path / "manifest.json").is_file():
-        reference_unavailable(f"{path} is missing")
+        reference_unavailable(f"{path} is missing (set LTX_SHARED to the shared/ folder)")
     return path
 
 
