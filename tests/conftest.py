@@ -92,6 +92,46 @@ def reference_seeds(request) -> Path:
     return build_reference(*request.param)
 
 
+LOOPS_BUILDER = ROOT / "tests" / "reference" / "build_loops.py"
+
+
+def build_loops_reference(config: str, seed: int = 0) -> Path:
+    """Loop fixture directory (docs/reference-fixtures-loops.md) for (config, seed), built if needed.
+
+    Cached next to the main fixtures (same builder-source hash); the first call builds seed `seed` for
+    every tiny config in one process (tests/reference/build_loops.py, about 2 s per directory).
+    """
+    if not REF_PYTHON.exists():
+        reference_unavailable(f"{REF_PYTHON} does not exist")
+    root = CACHE / _builder_hash()
+    out = root / f"{config}_seed{seed}_loops"
+    if (out / "manifest.json").is_file():
+        return out
+    root.mkdir(parents=True, exist_ok=True)
+    with open(CACHE / ".lock", "w") as lock:  # one build at a time, also across processes
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (out / "manifest.json").is_file():
+            return out
+        configs = [config] + [c for c in CONFIGS if c != config]
+        todo = [c for c in configs if not (root / f"{c}_seed{seed}_loops" / "manifest.json").is_file()]
+        cmd = [str(REF_PYTHON), str(LOOPS_BUILDER), "--root", str(root), "--configs", ",".join(todo),
+               "--seeds", str(seed)]
+        result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+        if result.returncode != 0 or not (out / "manifest.json").is_file():
+            pytest.fail(f"loop reference build failed: {' '.join(cmd)}\n{result.stdout[-3000:]}\n"
+                        f"{result.stderr[-6000:]}")
+    for stale in CACHE.iterdir():  # builds for older builder sources
+        if stale.is_dir() and stale != root:
+            shutil.rmtree(stale, ignore_errors=True)
+    return out
+
+
+@pytest.fixture(scope="session", params=CONFIGS)
+def loops_reference(request) -> Path:
+    """Loop fixture directory (seed 0) for each tiny config."""
+    return build_loops_reference(request.param, 0)
+
+
 @pytest.fixture(scope="session")
 def tae_fixture() -> Path:
     path = SHARED / "fixtures" / "taeltx2_3"

@@ -8,4 +8,6 @@ Modules:
   cases      connector, transformer (+ extra cases, bf16), VAE and upsampler runs
   loop       the two-stage distilled loop, with noise and x0 recording (reusable for later loop fixtures)
   fp8        the FP8 file and its three runs
+  loops_record  recording wrappers for the loop fixtures (passes, evaluations, steppers, SDE noise)
+  loops_cases   the loop fixture runs: schedules, contexts, guided, i2v, keyframe (+ attention strength), res_2s
 """

@@ -44,6 +44,7 @@ class RecordingNoiser:
             "pre_noise_latent": lat.clone(), "noise": noise, "noised_latent": out.latent.clone(),
             "noise_scale": torch.as_tensor(noise_scale, dtype=torch.float32).reshape(1),
             "positions": latent_state.positions.clone(), "denoise_mask": latent_state.denoise_mask.clone(),
+            "clean_latent": latent_state.clean_latent.clone(),
         })
         return out
 
