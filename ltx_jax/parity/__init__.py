@@ -24,11 +24,12 @@ import numpy as np
 __all__ = ["Fixture", "FixtureError", "Check", "run_parity", "relative_error", "format_table", "COMPONENT_MODULES"]
 
 # Component modules, each with a CHECKS list. Later components add themselves here.
-COMPONENT_MODULES: list[str] = []
+COMPONENT_MODULES: list[str] = ["ltx_jax.parity.tae", "ltx_jax.parity.vae", "ltx_jax.parity.upsampler",
+                                 "ltx_jax.parity.transformer"]
 
 # Names of reference *outputs* in the shared formats; everything else is an input.
 _OUTPUT = re.compile(r"(^|\.)out(\.|_|$)|^loop\.step\d+\.|^loop\.decode\.out|\.latent_(parallel|sequential|streaming)$"
-                     r"|\.tap\.|^fp8\.out\.")
+                     r"|\.tap\.|^fp8\.out\.|\.raw_parallel$|\.encoder_model_input$")
 
 
 class FixtureError(ValueError):
