@@ -51,7 +51,8 @@ ensure_main_env() {
 
 ensure_ref_env() {
   local venv="$ROOT/.venv-ref" req="$ROOT/tests/reference/requirements.txt" want
-  want="$(_hash "$req" "$ROOT/scripts/env.sh")"
+  local req_diffusers="$ROOT/tests/reference/requirements-diffusers.txt"
+  want="$(_hash "$req" "$req_diffusers" "$ROOT/scripts/env.sh")"
   if _stamp_ok "$venv" "$want"; then return 0; fi
   local py; py="$(_find_python 3.11 python3.11 "PYENV_VERSION=3.11.7 python3.11" python3.12 "PYENV_VERSION=3.12.1 python3.12")" || { _log "no Python >= 3.11 found for the reference environment"; return 1; }
   _log "creating $venv (official ltx-core reference, CPU torch) with: $py"
@@ -66,6 +67,7 @@ ensure_ref_env() {
   # imports next to CPU torch; a stub (tests/reference/stubs) stands in for it.
   _pip "$venv" install --no-deps ltx-core==1.0.0 ltx-pipelines==1.0.0 || return 1
   _pip "$venv" install -r "$req" || return 1
+  _pip "$venv" install --no-deps --target "$venv/diffusers-site" -r "$req_diffusers" || return 1
   local site; site="$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
   echo "$ROOT/tests/reference/stubs" > "$site/ltx_ref_stubs.pth"
   "$venv/bin/python" -c "import ltx_core.loader, ltx_core.quantization, ltx_pipelines.distilled" || { _log "reference imports failed"; return 1; }

@@ -132,6 +132,34 @@ def loops_reference(request) -> Path:
     return build_loops_reference(request.param, 0)
 
 
+LORA_BUILDER = ROOT / "tests" / "reference" / "build_lora.py"
+
+
+def build_lora_reference(config: str, seed: int = 0) -> Path:
+    """LoRA fixture folder (docs/reference-fixtures-lora.md) for (config, seed), built from the main fixture of
+    the same config and seed if needed (tests/reference/build_lora.py, a few seconds)."""
+    main = build_reference(config, seed)
+    out = main.parent / f"{config}_seed{seed}_lora"
+    if (out / "manifest.json").is_file():
+        return out
+    with open(CACHE / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (out / "manifest.json").is_file():
+            return out
+        cmd = [str(REF_PYTHON), str(LORA_BUILDER), "--main", str(main), "--out", str(out)]
+        result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+        if result.returncode != 0 or not (out / "manifest.json").is_file():
+            pytest.fail(f"LoRA reference build failed: {' '.join(cmd)}\n{result.stdout[-3000:]}\n"
+                        f"{result.stderr[-6000:]}")
+    return out
+
+
+@pytest.fixture(scope="session", params=CONFIGS)
+def lora_reference(request) -> Path:
+    """LoRA fixture folder (seed 0) for each tiny config."""
+    return build_lora_reference(request.param, 0)
+
+
 @pytest.fixture(scope="session")
 def tae_fixture() -> Path:
     path = SHARED / "fixtures" / "taeltx2_3"

@@ -245,6 +245,7 @@ def save_file(tensors: Mapping[str, TensorSource] | Iterable[tuple[str, TensorSo
                     raise SafetensorsError(f"{path}: tensor {name!r} is {array.shape} {array.dtype}, "
                                            f"announced {tuple(shape)} {np.dtype(dtype)}")
                 f.write(array.reshape(-1).view(np.uint8).data if array.size else b"")
+                del array  # before producing the next tensor: peak memory is one tensor, not two
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
