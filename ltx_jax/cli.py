@@ -1,4 +1,4 @@
-"""`ltx-jax` command line: inspect, demo (later: convert, generate)."""
+"""`ltx-jax` command line: inspect, demo, convert, export, generate."""
 
 from __future__ import annotations
 
@@ -41,6 +41,37 @@ def _demo(args: argparse.Namespace) -> int:
     return _inspect(argparse.Namespace(files=[str(f) for f in files], json=args.json))
 
 
+def _convert(args: argparse.Namespace) -> int:
+    """Official file / diffusers folder -> ltx-jax checkpoint (Orbax + config.json + manifest.json)."""
+    from ltx_jax.checkpoint import CheckpointError
+    from ltx_jax.convert.convert import ConvertError, convert
+    from ltx_jax.convert.lora import LoraError, parse_lora_arg
+
+    components = args.components.split(",") if args.components else None
+    try:
+        out = convert(args.src, args.out, dtype=args.dtype, components=components,
+                      loras=[parse_lora_arg(x) for x in args.lora], overwrite=args.overwrite, verbose=not args.quiet)
+    except (ConvertError, SafetensorsError, LoraError, CheckpointError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(out)
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    """ltx-jax checkpoint (or diffusers folder) -> the official single-file layout."""
+    from ltx_jax.checkpoint import CheckpointError
+    from ltx_jax.convert.export import export
+
+    try:
+        out = export(args.src, args.out, overwrite=args.overwrite)
+    except (CheckpointError, SafetensorsError, FileExistsError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(out)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ltx-jax", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -53,6 +84,26 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_demo)
+    p = sub.add_parser("convert", help="official file or diffusers folder -> ltx-jax checkpoint")
+    p.add_argument("src", help="official .safetensors file (checkpoint, transformer-only, FP8, upsampler, LoRA, TAE) "
+                               "or a diffusers-format LTX-2 / LTX-2.3 folder")
+    p.add_argument("out", help="checkpoint folder to create (written atomically)")
+    p.add_argument("--dtype", default="keep", choices=["keep", "bf16", "f32"],
+                   help="floating tensors other than FP8 weights and scales (default: as in the file)")
+    p.add_argument("--components", help="comma-separated subset of transformer, connectors, vae, vae_encoder, "
+                                        "vae_decoder, audio_vae, vocoder (default: all in the file)")
+    p.add_argument("--lora", action="append", default=[], metavar="PATH[:STRENGTH]",
+                   help="merge a LoRA into the transformer (repeatable; strength default 1.0)")
+    p.add_argument("--overwrite", action="store_true", help="replace OUT once the new checkpoint is complete")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_convert)
+    p = sub.add_parser("export", help="ltx-jax checkpoint -> official single-file .safetensors")
+    p.add_argument("src", help="ltx-jax checkpoint folder (or a diffusers folder)")
+    p.add_argument("out", help=".safetensors file to write")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=_export)
+    from ltx_jax.pipelines.command import add_parser as add_generate_parser
+    add_generate_parser(sub)
     args = parser.parse_args(argv)
     return args.func(args)
 

@@ -10,6 +10,8 @@ transformer are built on these.
   noise         noise_latent / noise_state (GaussianNoiser from explicit noise), JAX-RNG draws, SDE noise
   conditioning  LatentState, latent-index and keyframe conditioning, attention masks, post_process_latent
   positions     video / keyframe / audio positions, latent grid and audio token count
+  samplers      (import directly) one evaluation: guidance passes as one batched forward + combination
+  loops         (import directly) the jitted Euler / res_2s loops: `sample`, `distilled_sampler`, `dev_sampler`
 """
 
 from ltx_jax.sampling.conditioning import (ConditioningError, LatentState, build_attention_mask, clear_conditioning,

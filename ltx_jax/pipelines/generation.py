@@ -1,0 +1,256 @@
+"""The composed pipelines: distilled two-stage, dev two-stage, dev one-stage, HQ (res_2s) two-stage.
+
+Counterparts: ltx_pipelines `distilled.py` (`DistilledPipeline`), `ti2vid_two_stages.py`
+(`TI2VidTwoStagesPipeline`), `ti2vid_one_stage.py` (`TI2VidOneStagePipeline`), `ti2vid_two_stages_hq.py`
+(`TI2VidTwoStagesHQPipeline`), without the text encoder (prompts are precomputed contexts) and without the
+audio decoder (the audio latent is returned).
+
+Two-stage: stage 1 at the target size divided by the spatial upscale (2, or 1.5 with the x1.5 upsampler),
+the latent upsampler, then 3 distilled Euler (or res_2s) steps re-noised at 0.909375 with the stage-1 audio
+re-noised likewise, then the decode. Optionally the temporal x2 upsampler doubles the frame rate of the
+final latent before the decode (F' -> 2F' - 1; no extra denoising, not part of the 1.0.0 pipelines).
+
+Randomness: one `jax.random.key(seed)` split per use (stage noises, res_2s SDE noise, decoder noise); it
+cannot equal torch's generator. To replay another implementation's run, pass its draws (`noise=`,
+`decode_noise=`; `stages.load_noise` reads them, also straight from a reference fixture).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import jax
+import numpy as np
+from flax import nnx
+
+from ltx_jax.pipelines.media import ImageCondition
+from ltx_jax.pipelines.stages import Models, StageNoise, StageOutput, encode_images, run_stage
+from ltx_jax.sampling import (DISTILLED_STAGE2_SIGMAS, LTX_2_3_HQ_DEFAULTS, GuiderParams, defaults_for_version,
+                              latent_grid)
+from ltx_jax.sampling.loops import Callbacks, Sampler, dev_sampler, distilled_sampler, res2s_sampler
+from ltx_jax.sampling.samplers import Prompt
+from ltx_jax.sharding import ShardingRules
+from ltx_jax.types import VideoShapeError
+
+__all__ = ["Request", "Generation", "validate", "distilled_two_stage", "dev_two_stage", "dev_one_stage", "hq_two_stage",
+           "PIPELINES"]
+
+
+@dataclass(frozen=True)
+class Request:
+    """What to generate: the final pixel size, frame rate, seed and conditioning images."""
+
+    frames: int = 121
+    height: int = 1024
+    width: int = 1536
+    fps: float = 24.0
+    seed: int = 10
+    images: tuple[ImageCondition, ...] = ()
+
+
+@dataclass
+class Generation:
+    """A pipeline's result.
+
+    Attributes:
+        video: float32 pixels `[B, F, H, W, 3]` in [-1, 1] (None when not decoded).
+        latent: the final video latent `[B, F', H', W', C]` (after the optional temporal upscale).
+        audio: the final audio tokens `[B, T, C_audio]` (patchified `[B, C, T, mel]`; no audio decoder yet).
+        stages: each stage's output (its loop record when requested).
+    """
+
+    video: np.ndarray | None
+    latent: jax.Array
+    audio: jax.Array
+    stages: list[StageOutput] = field(default_factory=list)
+
+    def frames_uint8(self) -> np.ndarray:
+        """`[F, H, W, 3]` uint8 of the first sample, mapped as ltx_core's `decode_video` does."""
+        from ltx_jax.video_vae import to_uint8
+        return np.asarray(to_uint8(self.video[0]))
+
+
+def validate(pipeline: str, request: Request, *, upscale: float = 2.0, steps: int | None = None) -> None:
+    """Refuse a request before any model work: frame count (1 + 8k), sizes (multiples of 32; two-stage: of
+    64, or 96 with the x1.5 upscale), fps, image frame indices, step count.
+
+    Raises:
+        VideoShapeError / ValueError naming the bad value and the valid ones.
+    """
+    if pipeline not in PIPELINES:
+        raise ValueError(f"unknown pipeline {pipeline!r}; choose from {sorted(PIPELINES)}")
+    if not request.fps > 0:
+        raise ValueError(f"fps must be positive; got {request.fps}")
+    latent_grid(request.frames, request.height, request.width)
+    if pipeline != "dev-one-stage":
+        if upscale not in (2.0, 1.5):
+            raise ValueError(f"spatial upscale must be 2 (x2 upsampler) or 1.5 (x1.5 upsampler); got {upscale}")
+        multiple = 64 if upscale == 2.0 else 96
+        for name, size in (("height", request.height), ("width", request.width)):
+            if size % multiple:
+                raise VideoShapeError(f"{name} {size}: a two-stage pipeline with upscale {upscale} needs a multiple "
+                                      f"of {multiple} (stage 1 runs at 1/{upscale} of it, a multiple of 32)")
+    for img in request.images:
+        if not 0 <= img.frame_idx < request.frames:
+            raise ValueError(f"conditioning image frame_idx {img.frame_idx} is outside the video's {request.frames} "
+                             f"frames (valid: 0..{request.frames - 1})")
+    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
+        raise ValueError(f"steps must be an integer >= 1; got {steps!r}")
+
+
+def _keys(seed: int) -> dict[str, jax.Array]:
+    key = jax.random.key(seed)
+    return {name: jax.random.fold_in(key, i) for i, name in enumerate(("stage1", "stage2", "decode"))}
+
+
+def _decode(models: Models, latent: jax.Array, *, noise: np.ndarray | None, key: jax.Array, tiling) -> np.ndarray:
+    from ltx_jax.video_vae import decode
+    if not models.decoder.timestep_conditioning:
+        return np.asarray(decode(models.decoder, latent, tiling))
+    return np.asarray(decode(models.decoder, latent, tiling, noise=noise, key=None if noise is not None else key))
+
+
+@nnx.jit
+def _upsample(upsampler, statistics, latent: jax.Array) -> jax.Array:
+    """`upsample_video` (un-normalize with the encoder's statistics, upsample, normalize), jitted."""
+    from ltx_jax.upsampler import upsample_video
+    return upsample_video(latent, statistics, upsampler).astype(latent.dtype)
+
+
+def _finish(models: Models, stages: list[StageOutput], *, decode: bool, decode_noise, key, tiling,
+            temporal_upscale: bool) -> Generation:
+    latent = stages[-1].video
+    if temporal_upscale:
+        if models.temporal_upsampler is None or models.encoder is None:
+            raise ValueError("temporal_upscale needs models.temporal_upsampler and models.encoder "
+                             "(load_models(temporal_upsampler=...))")
+        latent = _upsample(models.temporal_upsampler, models.encoder.per_channel_statistics, latent)
+    video = _decode(models, latent, noise=decode_noise, key=key, tiling=tiling) if decode else None
+    return Generation(video=video, latent=latent, audio=stages[-1].audio, stages=stages)
+
+
+def _two_stage(models: Models, prompt: Prompt, request: Request, stage1: Sampler | None, stage2: Sampler, *,
+               dit2, upscale: float, noise, decode_noise, tiling, temporal_upscale, callbacks, rules, record,
+               decode, hq_stage1=None) -> Generation:
+    if models.upsampler is None or models.encoder is None:
+        raise ValueError("a two-stage pipeline needs models.upsampler and models.encoder")
+    kind = models.upsampler.kind
+    if (upscale == 2.0) != kind.startswith("spatial_x2") or (upscale == 1.5) != kind.startswith("spatial_x1_5"):
+        raise ValueError(f"upscale {upscale} does not match the loaded upsampler ({kind})")
+    noise = noise or {}
+    keys = _keys(request.seed)
+    cfg = models.config
+    h1, w1 = int(request.height / upscale), int(request.width / upscale)
+    common = dict(frames=request.frames, fps=request.fps, channels=cfg.in_channels, dtype=models.dtype,
+                  audio_channels=cfg.audio_in_channels, callbacks=callbacks, rules=rules, record=record)
+    if stage1 is None:  # HQ: the stage-1 schedule depends on the stage-1 token count
+        grid = latent_grid(request.frames, h1, w1)
+        stage1 = hq_stage1(int(np.prod(grid)))
+    out1 = run_stage(models.dit, stage1, prompt, height=h1, width=w1, images=request.images,
+                     encoded=encode_images(models, request.images, h1, w1), noise=noise.get("stage1"),
+                     key=keys["stage1"], **common)
+    upsampled = _upsample(models.upsampler, models.encoder.per_channel_statistics, out1.video[:1])
+    out2 = run_stage(dit2, stage2, prompt, height=request.height, width=request.width, images=request.images,
+                     encoded=encode_images(models, request.images, request.height, request.width),
+                     initial_video=upsampled, initial_audio=out1.audio, noise_scale=float(stage2.sigmas[0]),
+                     noise=noise.get("stage2"), key=keys["stage2"], **common)
+    return _finish(models, [out1, out2], decode=decode, decode_noise=decode_noise, key=keys["decode"], tiling=tiling,
+                   temporal_upscale=temporal_upscale)
+
+
+def distilled_two_stage(models: Models, prompt: Prompt, request: Request, *,
+                        noise: dict[str, StageNoise] | None = None, decode_noise: np.ndarray | None = None,
+                        upscale: float = 2.0, temporal_upscale: bool = False, tiling=None,
+                        callbacks: Callbacks | None = None, rules: ShardingRules | None = None, record: bool = False,
+                        decode: bool = True) -> Generation:
+    """`DistilledPipeline`: 8 + 3 Euler steps on the distilled model, no guidance.
+
+    Args:
+        models: `load_models(distilled checkpoint, upsampler=spatial x2 (or x1.5) file)`.
+        prompt: positive context (a negative one is unused).
+        request: final size: frames 1 + 8k, height / width multiples of 64 (x1.5: of 96).
+        noise: {"stage1" | "stage2": StageNoise} explicit draws (replay); decode_noise: `[B, F', H', W', C]`.
+        upscale: 2 (official) or 1.5 (stage 1 at 2/3 size, x1.5 upsampler).
+        temporal_upscale: double the frame rate of the final latent with `models.temporal_upsampler`.
+        tiling: `video_vae.TilingConfig` for the decode (None: one piece).
+        record: keep every step's inputs and x0 in `Generation.stages[i].record`.
+    """
+    validate("distilled", request, upscale=upscale)
+    return _two_stage(models, prompt, request, distilled_sampler(1), distilled_sampler(2),
+                      dit2=models.dit_stage2 or models.dit, upscale=upscale, noise=noise, decode_noise=decode_noise,
+                      tiling=tiling, temporal_upscale=temporal_upscale, callbacks=callbacks, rules=rules,
+                      record=record, decode=decode)
+
+
+def _guiders(models: Models, video: GuiderParams | None, audio: GuiderParams | None, steps: int | None):
+    d = defaults_for_version(models.model_version)
+    return video or d.video, audio or d.audio, steps if steps is not None else d.num_inference_steps
+
+
+def dev_two_stage(models: Models, prompt: Prompt, request: Request, *, steps: int | None = None,
+                  video: GuiderParams | None = None, audio: GuiderParams | None = None,
+                  noise: dict[str, StageNoise] | None = None, decode_noise: np.ndarray | None = None,
+                  upscale: float = 2.0, temporal_upscale: bool = False, tiling=None,
+                  callbacks: Callbacks | None = None, rules: ShardingRules | None = None, record: bool = False,
+                  decode: bool = True) -> Generation:
+    """`TI2VidTwoStagesPipeline`: guided dev Euler at half size, then 3 distilled steps with the dev model plus
+    the distilled LoRA (`models.dit_stage2`, from `load_models(..., stage2_loras=[(lora, 1.0)])`).
+
+    Guidance and steps default to the checkpoint version's official values (`defaults_for_version`); the
+    schedule is `LTX2Scheduler` at its 4096-token default, as in the pipeline. `prompt.negative` is required.
+    """
+    if models.dit_stage2 is None:
+        raise ValueError("dev_two_stage runs stage 2 with the dev model + distilled LoRA: "
+                         "load_models(..., stage2_loras=[(distilled_lora, 1.0)])")
+    validate("dev", request, upscale=upscale, steps=steps)
+    v, a, steps = _guiders(models, video, audio, steps)
+    return _two_stage(models, prompt, request, dev_sampler(steps, v, a), distilled_sampler(2),
+                      dit2=models.dit_stage2, upscale=upscale, noise=noise, decode_noise=decode_noise, tiling=tiling,
+                      temporal_upscale=temporal_upscale, callbacks=callbacks, rules=rules, record=record,
+                      decode=decode)
+
+
+def dev_one_stage(models: Models, prompt: Prompt, request: Request, *, steps: int | None = None,
+                  video: GuiderParams | None = None, audio: GuiderParams | None = None,
+                  noise: dict[str, StageNoise] | None = None, decode_noise: np.ndarray | None = None,
+                  temporal_upscale: bool = False, tiling=None, callbacks: Callbacks | None = None,
+                  rules: ShardingRules | None = None, record: bool = False, decode: bool = True) -> Generation:
+    """`TI2VidOneStagePipeline`: guided dev Euler at the full size (multiples of 32), then the decode."""
+    validate("dev-one-stage", request, steps=steps)
+    v, a, steps = _guiders(models, video, audio, steps)
+    cfg, keys = models.config, _keys(request.seed)
+    out = run_stage(models.dit, dev_sampler(steps, v, a), prompt, frames=request.frames, height=request.height,
+                    width=request.width, fps=request.fps, channels=cfg.in_channels,
+                    audio_channels=cfg.audio_in_channels, images=request.images,
+                    encoded=encode_images(models, request.images, request.height, request.width),
+                    noise=(noise or {}).get("stage1"), key=keys["stage1"], callbacks=callbacks, rules=rules,
+                    record=record, dtype=models.dtype)
+    return _finish(models, [out], decode=decode, decode_noise=decode_noise, key=keys["decode"], tiling=tiling,
+                   temporal_upscale=temporal_upscale)
+
+
+def hq_two_stage(models: Models, prompt: Prompt, request: Request, *, steps: int | None = None,
+                 video: GuiderParams | None = None, audio: GuiderParams | None = None,
+                 noise: dict[str, StageNoise] | None = None, decode_noise: np.ndarray | None = None,
+                 upscale: float = 2.0, temporal_upscale: bool = False, tiling=None,
+                 callbacks: Callbacks | None = None, rules: ShardingRules | None = None, record: bool = False,
+                 decode: bool = True) -> Generation:
+    """`TI2VidTwoStagesHQPipeline`: res_2s in both stages; stage 1 guided (HQ defaults: 15 steps, no STG) on
+    the schedule of the stage-1 token count, stage 2 unguided on the 3 distilled sigmas.
+
+    The official pipeline merges the distilled LoRA at 0.25 into the stage-1 model and at 0.5 into the
+    stage-2 one: `load_models(..., loras=[(lora, 0.25)], stage2_loras=[(lora, 0.5)])`.
+    """
+    validate("hq", request, upscale=upscale, steps=steps)
+    d = LTX_2_3_HQ_DEFAULTS
+    v, a = video or d.video, audio or d.audio
+    steps = d.num_inference_steps if steps is None else steps
+    stage2 = res2s_sampler(3, GuiderParams(), GuiderParams(), sigmas=np.asarray(DISTILLED_STAGE2_SIGMAS, np.float32))
+    return _two_stage(models, prompt, request, None, stage2, dit2=models.dit_stage2 or models.dit, upscale=upscale,
+                      noise=noise, decode_noise=decode_noise, tiling=tiling, temporal_upscale=temporal_upscale,
+                      callbacks=callbacks, rules=rules, record=record, decode=decode,
+                      hq_stage1=lambda tokens: res2s_sampler(steps, v, a, tokens=tokens))
+
+
+PIPELINES = {"distilled": distilled_two_stage, "dev": dev_two_stage, "dev-one-stage": dev_one_stage,
+             "hq": hq_two_stage}

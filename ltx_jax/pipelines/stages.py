@@ -1,0 +1,247 @@
+"""Pipeline building blocks: models, prompt and noise files, image encoding, one denoising stage.
+
+Counterparts: ltx_pipelines `utils/model_ledger.py` (`ModelLedger`: which weights each stage uses, LoRA
+fusion), `utils/helpers.py` (`denoise_audio_video`, `noise_video_state`, `noise_audio_state`,
+`combined_image_conditionings`, `encode_prompts`), ltx_core `tools.py` (`create_initial_state`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from ltx_jax.configs import Runtime
+from ltx_jax.pipelines.media import ImageCondition, preprocess_image
+from ltx_jax.sampling import (LatentState, audio_positions, audio_token_count, clear_conditioning,
+                              condition_by_keyframe, condition_by_latent_index, initial_noise, initial_state,
+                              latent_grid, noise_state, patchify_video, unpatchify_video, video_positions)
+from ltx_jax.sampling.loops import Callbacks, Sampler, sample
+from ltx_jax.sampling.samplers import Prompt, TextContext
+from ltx_jax.sharding import ShardingRules
+from ltx_jax.types import VideoLatentShape
+
+__all__ = ["Models", "load_models", "load_prompt", "StageNoise", "load_noise", "encode_images", "run_stage",
+           "StageOutput", "NOISE_KEYS"]
+
+# Keys of a noise file (ltx-jax layouts: tokens [B, T, C], decoder noise [B, F', H', W', C]); a main
+# reference fixture's `fixtures.npz` is accepted too (its `loop.*` arrays, official decoder layout).
+NOISE_KEYS = ("stage1.video", "stage1.audio", "stage2.video", "stage2.audio", "decode")
+
+
+@dataclass
+class Models:
+    """What the pipelines run. `dit_stage2` is the stage-2 transformer when it differs (dev + distilled LoRA)."""
+
+    dit: tuple[nnx.GraphDef, nnx.State]
+    decoder: nnx.Module
+    encoder: nnx.Module | None = None
+    upsampler: nnx.Module | None = None
+    dit_stage2: tuple[nnx.GraphDef, nnx.State] | None = None
+    temporal_upsampler: nnx.Module | None = None
+    text: tuple[nnx.GraphDef, nnx.State] | None = None
+    model_version: str = ""
+
+    @property
+    def config(self):
+        """The transformer's `TransformerConfig` (merging a split model copies nothing)."""
+        return nnx.merge(*self.dit).config
+
+    @property
+    def dtype(self) -> jnp.dtype:
+        """The transformer's compute dtype: the pipelines keep latents in it, as the official ones do (bf16)."""
+        return jnp.dtype(nnx.merge(*self.dit).compute_dtype)
+
+
+def load_models(checkpoint: str | os.PathLike, *, upsampler: str | os.PathLike | None = None,
+                temporal_upsampler: str | os.PathLike | None = None,
+                stage2_loras: Sequence[tuple[str | os.PathLike, float]] = (),
+                loras: Sequence[tuple[str | os.PathLike, float]] = (), runtime: Runtime = Runtime(),
+                rules: ShardingRules | None = None, text: bool = False) -> Models:
+    """Load a pipeline's components (`ModelLedger`) from an official single file or an ltx-jax checkpoint folder.
+
+    Args:
+        checkpoint: transformer + VAE (+ text connectors).
+        upsampler, temporal_upsampler: latent upsampler files (spatial x2 or x1.5; temporal x2).
+        loras: (path, strength) LoRAs merged into the (stage-1) transformer.
+        stage2_loras: when given, a second transformer copy for stage 2 with exactly these LoRAs (like
+            `ModelLedger.with_loras`; repeat user LoRAs here): dev two-stage `[(distilled, 1.0)]`, HQ
+            `loras=[(distilled, 0.25)], stage2_loras=[(distilled, 0.5)]`.
+        runtime: dtypes. rules: restore the transformer straight into this sharding (`ltx_jax.sharding`).
+        text: also load the text connectors (for prompt files holding Gemma hidden states).
+    """
+    from ltx_jax.convert.restore import restore, restore_state
+    from ltx_jax.convert.source import open_source
+    from ltx_jax.upsampler import load_upsampler
+
+    source = open_source(checkpoint)
+    dit = restore_state(source, "transformer", runtime=runtime, shardings=rules, loras=list(loras))
+    dit2 = restore_state(source, "transformer", runtime=runtime, shardings=rules,
+                         loras=list(stage2_loras)) if stage2_loras else None
+    return Models(dit=dit, dit_stage2=dit2, decoder=restore(source, "vae_decoder", runtime=runtime),
+                  encoder=restore(source, "vae_encoder", runtime=runtime),
+                  upsampler=load_upsampler(upsampler, runtime) if upsampler else None,
+                  temporal_upsampler=load_upsampler(temporal_upsampler, runtime) if temporal_upsampler else None,
+                  text=restore_state(source, "text_embeddings", runtime=runtime) if text else None,
+                  model_version=(source.metadata or {}).get("model_version", "") or "")
+
+
+def _read_arrays(path: Path) -> dict[str, np.ndarray]:
+    if path.suffix == ".safetensors":
+        from ltx_jax.convert.safetensors_file import SafetensorsFile
+        with SafetensorsFile(path) as f:
+            return {k: np.asarray(f[k]) for k in f}
+    with np.load(path) as z:
+        return {k: z[k] for k in z.files}
+
+
+def _hidden(arrays: dict[str, np.ndarray], prefix: str) -> list[np.ndarray] | None:
+    if prefix + "hidden_states" in arrays:
+        return list(arrays[prefix + "hidden_states"])  # stacked [L+1, B, S, G]
+    keys = sorted((k for k in arrays if k.startswith(prefix + "hidden_states.")),
+                  key=lambda k: int(k.rsplit(".", 1)[1]))
+    return [arrays[k] for k in keys] or None
+
+
+def load_prompt(path: str | os.PathLike, text: tuple[nnx.GraphDef, nnx.State] | None = None,
+                dtype=jnp.float32) -> Prompt:
+    """A precomputed prompt from `.npz` / `.safetensors`.
+
+    Either the connector outputs `video_context` `[B, S, Dv]` and `audio_context` `[B, S, Da]` (optionally
+    `negative_video_context`, `negative_audio_context`), or Gemma's hidden states `hidden_states` `[L+1, B,
+    S, G]` (or `hidden_states.0` ... `hidden_states.L`) with `attention_mask` `[B, S]` (optionally with a
+    `negative_` prefix), which are run through the checkpoint's text connectors (`text`, from
+    `load_models(..., text=True)`).
+    """
+    from ltx_jax.transformer import encode_text
+
+    path = Path(path)
+    arrays = _read_arrays(path)
+
+    def context(prefix: str) -> TextContext | None:
+        if f"{prefix}video_context" in arrays:
+            return TextContext(jnp.asarray(arrays[f"{prefix}video_context"], dtype),
+                               jnp.asarray(arrays[f"{prefix}audio_context"], dtype))
+        hidden = _hidden(arrays, prefix)
+        if hidden is None:
+            return None
+        if text is None:
+            raise ValueError(f"{path}: holds Gemma hidden states; load the text connectors (load_models(text=True))")
+        mask = jnp.asarray(arrays[prefix + "attention_mask"])
+        v, a = encode_text(*text, [jnp.asarray(h, dtype) for h in hidden], mask)
+        return TextContext(v, a)
+
+    positive = context("")
+    if positive is None:
+        raise ValueError(f"{path}: no prompt found; expected video_context + audio_context, or hidden_states + "
+                         f"attention_mask (keys: {sorted(arrays)[:12]})")
+    return Prompt(positive, context("negative_"))
+
+
+@dataclass(frozen=True)
+class StageNoise:
+    """Explicit noise of one stage: the noiser's draws (token layout `[B, T, C]`, video then audio) and, for
+    res_2s, the normalized SDE draws `(video [N, 2, B, Tv, C], audio [N, 2, B, Ta, Ca])` (sub-step, step)."""
+
+    video: np.ndarray
+    audio: np.ndarray
+    sde: tuple[np.ndarray, np.ndarray] | None = None
+
+
+def load_noise(path: str | os.PathLike) -> tuple[dict[str, StageNoise], np.ndarray | None]:
+    """({"stage1": StageNoise, "stage2": ...}, decoder noise `[B, F', H', W', C]` or None) from a noise file
+    (keys `NOISE_KEYS`) or a reference fixture's `fixtures.npz` (`loop.<stage>.<stream>.noise`, `loop.decode.noise`)."""
+    arrays = _read_arrays(Path(path))
+    stages = {}
+    for stage in ("stage1", "stage2"):
+        ours = (arrays.get(f"{stage}.video"), arrays.get(f"{stage}.audio"))
+        fixture = (arrays.get(f"loop.{stage}.video.noise"), arrays.get(f"loop.{stage}.audio.noise"))
+        for v, a in (ours, fixture):
+            if v is not None and a is not None:
+                stages[stage] = StageNoise(v, a)
+                break
+    decode = arrays.get("decode")
+    if decode is None and "loop.decode.noise" in arrays:
+        decode = np.moveaxis(arrays["loop.decode.noise"], 1, -1)  # official [B, C, F, H, W]
+    if not stages:
+        raise ValueError(f"{path}: no stage noise (keys {NOISE_KEYS} or loop.<stage>.<stream>.noise)")
+    return stages, decode
+
+
+def encode_images(models: Models, images: Sequence[ImageCondition], height: int, width: int) -> list[jax.Array]:
+    """`combined_image_conditionings`' encoding: each image preprocessed at this stage's size and VAE-encoded
+    to a one-frame latent `[1, 1, H/32, W/32, C]`."""
+    if not images:
+        return []
+    if models.encoder is None:
+        raise ValueError("image conditioning needs the VAE encoder")
+    from ltx_jax.video_vae import encode
+    return [encode(models.encoder, preprocess_image(img, height, width)) for img in images]
+
+
+@dataclass
+class StageOutput:
+    """A stage's result: video latent `[B, F', H', W', C]`, audio tokens `[B, T, C_audio]`, the loop's record."""
+
+    video: jax.Array
+    audio: jax.Array
+    record: dict | None = None
+
+
+def run_stage(dit: tuple[nnx.GraphDef, nnx.State], sampler: Sampler, prompt: Prompt, *, frames: int, height: int,
+              width: int, fps: float, channels: int, audio_channels: int, images: Sequence[ImageCondition] = (),
+              encoded: Sequence[jax.Array] = (), initial_video: jax.Array | None = None,
+              initial_audio: jax.Array | None = None, noise_scale: float = 1.0, noise: StageNoise | None = None,
+              key: jax.Array | None = None, callbacks: Callbacks | None = None, rules: ShardingRules | None = None,
+              record: bool = False, dtype=jnp.float32) -> StageOutput:
+    """`denoise_audio_video`: initial state, conditionings, noising, the loop, `clear_conditioning`, unpatchify.
+
+    Args:
+        frames, height, width, fps: this stage's pixel size (checked: 1 + 8k frames, multiples of 32).
+        images, encoded: the conditioning images and their latents from `encode_images` at this size.
+        initial_video: `[1, F', H', W', C]` (e.g. the upsampled stage-1 latent); initial_audio: `[1, T, Ca]`.
+        noise_scale: the noiser's scale (1 for a first stage, the first sigma for a second stage).
+        noise: explicit draws (replay); else `key` draws video then audio.
+        dtype: of the latents, noise and loop state (the official pipelines: the model dtype). Positions stay
+            float32 (the official bf16 pipeline casts video positions to bf16; not done here).
+    """
+    grid = latent_grid(frames, height, width)
+    shape = VideoLatentShape(1, *grid, channels)
+    init_v = None if initial_video is None else patchify_video(jnp.asarray(initial_video, dtype))
+    video = initial_state(video_positions(*grid, fps=fps), init_v, channels=channels, dtype=dtype)
+    for img, lat in zip(images, encoded, strict=True):
+        if img.frame_idx == 0:
+            video = condition_by_latent_index(video, lat, shape=shape, latent_idx=0, strength=img.strength)
+        else:
+            video = condition_by_keyframe(video, lat, shape=shape, frame_idx=int(img.frame_idx),
+                                          strength=img.strength, fps=fps, attention_strength=img.attention_strength)
+    tokens = audio_token_count(frames, fps)
+    init_a = None if initial_audio is None else jnp.asarray(initial_audio, dtype)
+    if init_a is not None and init_a.shape[1] != tokens:
+        raise ValueError(f"initial audio has {init_a.shape[1]} tokens; this stage has {tokens}")
+    audio = initial_state(audio_positions(tokens), init_a, channels=audio_channels, dtype=dtype)
+    if noise is None:
+        if key is None:
+            raise ValueError("run_stage needs noise= (explicit draws) or key=")
+        nv, na = initial_noise(key, video.latent.shape, audio.latent.shape, video.latent.dtype)
+    else:
+        nv, na = jnp.asarray(noise.video, dtype), jnp.asarray(noise.audio, dtype)
+        for name, n, st in (("video", nv, video), ("audio", na, audio)):
+            if n.shape != st.latent.shape:
+                raise ValueError(f"{name} noise has shape {n.shape}; this stage's state is {st.latent.shape}")
+    video, audio = noise_state(video, nv, noise_scale), noise_state(audio, na, noise_scale)
+    sde = None if noise is None else noise.sde
+    res = sample(dit, sampler, video, audio, prompt, callbacks=callbacks, grid_tokens=shape.token_count,
+                 key=None if key is None or sde is not None else jax.random.fold_in(key, 7), sde_noise=sde,
+                 rules=rules, record=record)
+    cleared: LatentState = clear_conditioning(res.video, shape.token_count)
+    video_out, audio_out = unpatchify_video(cleared.latent, shape), res.audio.latent
+    if rules is not None:  # only the loop runs on the mesh; the VAE and upsamplers live on the default device
+        video_out, audio_out = jax.device_put((video_out, audio_out), jax.devices()[0])
+    return StageOutput(video_out, audio_out, res.record)
