@@ -49,7 +49,7 @@ from ltx_jax.convert.synthetic import write_schema_file  # noqa: E402
 from ltx_jax.nn import attention  # noqa: E402
 from ltx_jax.transformer import (LTXModel, Modality, Perturbations, audio_positions, forward,  # noqa: E402
                                  load_transformer, video_positions)
-from ltx_jax.transformer.positions import audio_latent_count  # noqa: E402
+from ltx_jax.sampling.positions import audio_token_count  # noqa: E402
 
 OFFICIAL = r"""
 import json, sys, time
@@ -94,14 +94,14 @@ def _inputs(args, c) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(0)
     fps, sigma = 24.0, np.float32(0.7)
     tv = args.frames * args.height * args.width
-    ta = audio_latent_count((args.frames - 1) * 8 + 1, fps)
+    ta = audio_token_count((args.frames - 1) * 8 + 1, fps)
     vmask = np.ones((1, tv, 1), np.float32)
     vmask[:, : args.height * args.width] = 0.0  # first latent frame conditioned (t = 0)
     return {
         "sigma": np.array([sigma]),
         "video.latent": rng.standard_normal((1, tv, c.in_channels), np.float32),
         "video.timesteps": vmask * sigma,
-        "video.positions": np.asarray(video_positions(args.frames, args.height, args.width, fps)),
+        "video.positions": np.asarray(video_positions(args.frames, args.height, args.width, fps=fps)),
         "video.context": rng.standard_normal((1, args.text, c.cross_attention_dim), np.float32),
         "audio.latent": rng.standard_normal((1, ta, c.audio_in_channels), np.float32),
         "audio.timesteps": np.full((1, ta, 1), sigma, np.float32),
@@ -171,7 +171,7 @@ def _abstract_step(config, frames=121, height=512, width=768, fps=24.0, text=102
     graphdef, state = nnx.split(nnx.eval_shape(lambda: LTXModel(config, rt, rngs=nnx.Rngs(0))))
     params = int(sum(np.prod(v.shape) for _, v in nnx.to_flat_state(state)))
     tv = ((frames - 1) // 8 + 1) * (height // 32) * (width // 32)
-    ta = audio_latent_count(frames, fps)
+    ta = audio_token_count(frames, fps)
     sd = jax.ShapeDtypeStruct
     bf = jnp.bfloat16
 

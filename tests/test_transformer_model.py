@@ -22,6 +22,7 @@ from ltx_jax.convert.schema import TRANSFORMER_PREFIX, connector_schema, num_par
 from ltx_jax.nn.attention import select_implementation
 from ltx_jax.nn.rope import frequency_grid
 from ltx_jax.parity import Fixture
+from ltx_jax.sampling.positions import keyframe_positions
 from ltx_jax.transformer import (EmbeddingsProcessor, LoadError, LTXModel, Modality, Perturbations, audio_positions,
                                  forward, load_text_embeddings, load_transformer, video_positions)
 from ltx_jax.transformer.loading import _TextView
@@ -96,7 +97,7 @@ def test_full_size_step_lowers_abstractly():
         # XLA counts each loop body once (one block, one query block of each attention): > 1.2e12 FLOPs of
         # projections and feed-forwards alone at 6144 tokens
         assert lowered.cost_analysis()["flops"] > 1.2e12
-    assert video_positions(16, 16, 24, 24.0).shape == (1, 3, 6144, 2)
+    assert video_positions(16, 16, 24, fps=24.0).shape == (1, 3, 6144, 2)
 
 
 def test_program_size_does_not_grow_with_depth():
@@ -140,12 +141,13 @@ def test_positions_equal_the_pipeline(reference):
     px = fx.manifest["inputs"]["transformer_pixels"]
     frames, h, w, fps = (px["frames"] - 1) // 8 + 1, px["height"] // 32, px["width"] // 32, px["fps"]
     video = fx["transformer.in.video.positions"]
-    np.testing.assert_array_equal(np.asarray(video_positions(frames, h, w, fps)), video)
-    np.testing.assert_array_equal(np.asarray(video_positions(frames, h, w, fps, dtype=jnp.bfloat16), np.float32),
+    np.testing.assert_array_equal(video_positions(frames, h, w, fps=fps), video)
+    # the bf16 pipeline casts video positions to bf16 (VideoLatentTools in ltx-core 1.0.0)
+    np.testing.assert_array_equal(np.asarray(jnp.asarray(video_positions(frames, h, w, fps=fps), jnp.bfloat16), np.float32),
                                   fx["transformer.in_bf16.video.positions"])
     key = fx["transformer.in.keyframe.video.positions"]
     offset = int(fx["transformer.in.keyframe.frame_idx"][0])
-    np.testing.assert_array_equal(np.asarray(video_positions(1, h, w, fps, frame_offset=offset)), key[:, :, video.shape[2]:])
+    np.testing.assert_array_equal(keyframe_positions(offset, h, w, fps=fps), key[:, :, video.shape[2]:])
     audio = fx["transformer.in.audio.positions"]
     np.testing.assert_array_equal(np.asarray(audio_positions(audio.shape[2])), audio)
 
@@ -174,7 +176,7 @@ def tiny23():
 def _inputs(video_tokens=48, channels=16, ctx=64, positions=None):
     v = Modality(latent=jnp.zeros((1, video_tokens, channels)), sigma=jnp.ones((1,)),
                  timesteps=jnp.ones((1, video_tokens)),
-                 positions=video_positions(3, 4, 4, 24.0) if positions is None else positions,
+                 positions=jnp.asarray(video_positions(3, 4, 4, fps=24.0)) if positions is None else positions,
                  context=jnp.zeros((1, 8, ctx)))
     a = Modality(latent=jnp.zeros((1, 18, 128)), sigma=jnp.ones((1,)), timesteps=jnp.ones((1, 18)),
                  positions=audio_positions(18), context=jnp.zeros((1, 8, 32)))
