@@ -29,16 +29,36 @@ def _inspect(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    """Build the bundled tiny LTX-2.3-layout checkpoint and its x2 upsampler, then inspect them."""
+    """The main job on an embedded default: a tiny distilled two-stage generation, end to end.
+
+    Builds the bundled tiny LTX-2.3-layout checkpoint and x2 upsampler (seeded random weights, the official
+    file layout, written by our own writer) and a random stand-in for Gemma's hidden states, inspects the
+    files, and runs `generate` (distilled pipeline, 17 frames at 128x128) on them. The weights are random,
+    so the frames are noise; what the run shows is the whole path from official files to pixels.
+    """
+    import numpy as np
+
     from ltx_jax.configs import LTX_2_3_TINY, TINY_UPSAMPLERS
     from ltx_jax.convert.synthetic import write_checkpoint, write_upsampler
 
     out = Path(args.out)
-    files = [write_checkpoint(LTX_2_3_TINY, out / "ltx23-tiny.safetensors", seed=args.seed),
-             write_upsampler(TINY_UPSAMPLERS["spatial_x2"], out / "ltx23-tiny-spatial-upscaler-x2.safetensors",
-                             seed=args.seed)]
-    print(f"wrote {', '.join(str(f) for f in files)}\n", file=sys.stderr)
-    return _inspect(argparse.Namespace(files=[str(f) for f in files], json=args.json))
+    checkpoint = write_checkpoint(LTX_2_3_TINY, out / "ltx23-tiny.safetensors", seed=args.seed)
+    upsampler = write_upsampler(TINY_UPSAMPLERS["spatial_x2"], out / "ltx23-tiny-spatial-upscaler-x2.safetensors",
+                                seed=args.seed)
+    c = LTX_2_3_TINY.connector
+    rng = np.random.default_rng(args.seed)
+    # [L+1, B, S, G] hidden states with 20 valid (left-padded) tokens, as Gemma would give them
+    hidden = rng.standard_normal((c.text_num_hidden_states, 1, 128, c.text_hidden_size)).astype(np.float32)
+    mask = (np.arange(128) >= 108).astype(np.int64)[None]
+    prompt = out / "prompt.npz"
+    np.savez(prompt, hidden_states=hidden, attention_mask=mask)
+    if _inspect(argparse.Namespace(files=[str(checkpoint), str(upsampler)], json=args.json)) != 0:
+        return 1
+    print(file=sys.stderr)
+    return main(["generate", str(checkpoint), "--prompt", str(prompt), "--upsampler", str(upsampler),
+                 "--pipeline", "distilled", "--frames", "17", "--height", "128", "--width", "128",
+                 "--seed", str(args.seed), "--dtype", "float32", "--out", str(out / "video"),
+                 *(["--quiet"] if args.json else [])])
 
 
 def _convert(args: argparse.Namespace) -> int:
@@ -79,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("files", nargs="+", metavar="FILE")
     p.add_argument("--json", action="store_true", help="one JSON object per file")
     p.set_defaults(func=_inspect)
-    p = sub.add_parser("demo", help="build the bundled tiny checkpoint and inspect it")
+    p = sub.add_parser("demo", help="tiny end-to-end run: build the bundled tiny checkpoint, inspect it, generate")
     p.add_argument("--out", default="outputs/demo")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true")

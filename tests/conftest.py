@@ -13,14 +13,14 @@ import hashlib
 import os
 import shutil
 import subprocess
-import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 REF_PYTHON = ROOT / ".venv-ref" / "bin" / "python"
-BUILDER = ROOT / "tests" / "reference" / "build.py"
+REFERENCE = ROOT / "tests" / "reference"  # the official-side fixture builders
 CACHE = ROOT / ".cache" / "reference"
 SHARED = Path(os.environ.get("LTX_SHARED", ROOT.parent / "shared"))  # the project's shared/ folder
 CONFIGS = ("ltx2-tiny", "ltx23-tiny")
@@ -40,44 +40,70 @@ def reference_unavailable(why: str):
 
 def _builder_hash() -> str:
     h = hashlib.sha256()
-    ref = ROOT / "tests" / "reference"
-    for p in sorted(ref.rglob("*")):
+    for p in sorted(REFERENCE.rglob("*")):
         if p.is_file() and p.suffix in (".py", ".json", ".txt") and "__pycache__" not in p.parts:
-            h.update(str(p.relative_to(ref)).encode())
+            h.update(str(p.relative_to(REFERENCE)).encode())
             h.update(p.read_bytes())
     return h.hexdigest()[:12]
 
 
-def build_reference(config: str, seed: int) -> Path:
-    """Fixture directory for (config, seed), built with the official code if needed.
+def _cached_build(out: Path, command: Callable[[Path], list[str]], what: str) -> Path:
+    """`out` if it was built before, else build it (under a lock shared by every process) and return it.
 
-    The first call builds every (config, seed) pair in one process (tests/reference/build_all.py,
-    a few seconds in all); later calls and later runs reuse the cache.
+    `command(root)` is the reference-environment command that writes `out` (and possibly siblings) into
+    `root`, the cache folder of the current builder sources; folders of older sources are removed.
     """
     if not REF_PYTHON.exists():
         reference_unavailable(f"{REF_PYTHON} does not exist")
-    root = CACHE / _builder_hash()
-    out = root / f"{config}_seed{seed}"
     if (out / "manifest.json").is_file():
         return out
-    root.mkdir(parents=True, exist_ok=True)
-    with open(CACHE / ".lock", "w") as lock:  # one build at a time, also across processes
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(CACHE / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if (out / "manifest.json").is_file():
-            return out
-        pairs = [(config, seed)] + [(c, s) for c in CONFIGS for s in SEEDS if (c, s) != (config, seed)]
-        todo = [(c, s) for c, s in pairs if not (root / f"{c}_seed{s}" / "manifest.json").is_file()]
-        configs = sorted({c for c, _ in todo})
-        seeds = sorted({s for _, s in todo})
-        cmd = [str(REF_PYTHON), str(BUILDER.with_name("build_all.py")), "--root", str(root),
-               "--configs", ",".join(configs), "--seeds", ",".join(map(str, seeds))]
-        result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
-        if result.returncode != 0 or not (out / "manifest.json").is_file():
-            pytest.fail(f"reference build failed: {' '.join(cmd)}\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}")
-    for stale in CACHE.iterdir():  # builds for older builder sources
-        if stale.is_dir() and stale != root:
-            shutil.rmtree(stale, ignore_errors=True)
+        if not (out / "manifest.json").is_file():
+            cmd = command(out.parent)
+            result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+            if result.returncode != 0 or not (out / "manifest.json").is_file():
+                pytest.fail(f"{what} build failed: {' '.join(cmd)}\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}")
+        for stale in CACHE.iterdir():
+            if stale.is_dir() and stale != out.parent:
+                shutil.rmtree(stale, ignore_errors=True)
     return out
+
+
+def build_reference(config: str, seed: int) -> Path:
+    """Main fixture directory (docs/reference-fixtures.md) for (config, seed).
+
+    The first call builds every missing (config, seed) pair in one process (tests/reference/build_all.py,
+    a few seconds in all); later calls and later runs reuse the cache.
+    """
+    def command(root: Path) -> list[str]:
+        todo = [(c, s) for c in CONFIGS for s in SEEDS if not (root / f"{c}_seed{s}" / "manifest.json").is_file()]
+        return [str(REF_PYTHON), str(REFERENCE / "build_all.py"), "--root", str(root),
+                "--configs", ",".join(sorted({c for c, _ in todo} | {config})),
+                "--seeds", ",".join(map(str, sorted({s for _, s in todo} | {seed})))]
+
+    return _cached_build(CACHE / _builder_hash() / f"{config}_seed{seed}", command, "reference")
+
+
+def build_loops_reference(config: str, seed: int = 0) -> Path:
+    """Loop fixture directory (docs/reference-fixtures-loops.md) for (config, seed); the first call builds
+    `seed` for every tiny config in one process (tests/reference/build_loops.py, about 2 s per directory)."""
+    def command(root: Path) -> list[str]:
+        todo = [c for c in CONFIGS if not (root / f"{c}_seed{seed}_loops" / "manifest.json").is_file()]
+        return [str(REF_PYTHON), str(REFERENCE / "build_loops.py"), "--root", str(root),
+                "--configs", ",".join(sorted(set(todo) | {config})), "--seeds", str(seed)]
+
+    return _cached_build(CACHE / _builder_hash() / f"{config}_seed{seed}_loops", command, "loop reference")
+
+
+def build_lora_reference(config: str, seed: int = 0) -> Path:
+    """LoRA fixture folder (docs/reference-fixtures-lora.md) for (config, seed), built from the main fixture of
+    the same config and seed (tests/reference/build_lora.py, a few seconds)."""
+    main = build_reference(config, seed)
+    out = main.parent / f"{config}_seed{seed}_lora"
+    return _cached_build(out, lambda root: [str(REF_PYTHON), str(REFERENCE / "build_lora.py"), "--main", str(main),
+                                            "--out", str(out)], "LoRA reference")
 
 
 @pytest.fixture(scope="session", params=CONFIGS)
@@ -92,66 +118,10 @@ def reference_seeds(request) -> Path:
     return build_reference(*request.param)
 
 
-LOOPS_BUILDER = ROOT / "tests" / "reference" / "build_loops.py"
-
-
-def build_loops_reference(config: str, seed: int = 0) -> Path:
-    """Loop fixture directory (docs/reference-fixtures-loops.md) for (config, seed), built if needed.
-
-    Cached next to the main fixtures (same builder-source hash); the first call builds seed `seed` for
-    every tiny config in one process (tests/reference/build_loops.py, about 2 s per directory).
-    """
-    if not REF_PYTHON.exists():
-        reference_unavailable(f"{REF_PYTHON} does not exist")
-    root = CACHE / _builder_hash()
-    out = root / f"{config}_seed{seed}_loops"
-    if (out / "manifest.json").is_file():
-        return out
-    root.mkdir(parents=True, exist_ok=True)
-    with open(CACHE / ".lock", "w") as lock:  # one build at a time, also across processes
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if (out / "manifest.json").is_file():
-            return out
-        configs = [config] + [c for c in CONFIGS if c != config]
-        todo = [c for c in configs if not (root / f"{c}_seed{seed}_loops" / "manifest.json").is_file()]
-        cmd = [str(REF_PYTHON), str(LOOPS_BUILDER), "--root", str(root), "--configs", ",".join(todo),
-               "--seeds", str(seed)]
-        result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
-        if result.returncode != 0 or not (out / "manifest.json").is_file():
-            pytest.fail(f"loop reference build failed: {' '.join(cmd)}\n{result.stdout[-3000:]}\n"
-                        f"{result.stderr[-6000:]}")
-    for stale in CACHE.iterdir():  # builds for older builder sources
-        if stale.is_dir() and stale != root:
-            shutil.rmtree(stale, ignore_errors=True)
-    return out
-
-
 @pytest.fixture(scope="session", params=CONFIGS)
 def loops_reference(request) -> Path:
     """Loop fixture directory (seed 0) for each tiny config."""
     return build_loops_reference(request.param, 0)
-
-
-LORA_BUILDER = ROOT / "tests" / "reference" / "build_lora.py"
-
-
-def build_lora_reference(config: str, seed: int = 0) -> Path:
-    """LoRA fixture folder (docs/reference-fixtures-lora.md) for (config, seed), built from the main fixture of
-    the same config and seed if needed (tests/reference/build_lora.py, a few seconds)."""
-    main = build_reference(config, seed)
-    out = main.parent / f"{config}_seed{seed}_lora"
-    if (out / "manifest.json").is_file():
-        return out
-    with open(CACHE / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if (out / "manifest.json").is_file():
-            return out
-        cmd = [str(REF_PYTHON), str(LORA_BUILDER), "--main", str(main), "--out", str(out)]
-        result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
-        if result.returncode != 0 or not (out / "manifest.json").is_file():
-            pytest.fail(f"LoRA reference build failed: {' '.join(cmd)}\n{result.stdout[-3000:]}\n"
-                        f"{result.stderr[-6000:]}")
-    return out
 
 
 @pytest.fixture(scope="session", params=CONFIGS)
@@ -178,5 +148,3 @@ def run_ref_python(code: str, *args: str, stdin: str | None = None) -> str:
         pytest.fail(f"reference script failed:\n{result.stderr[-4000:]}")
     return result.stdout
 
-
-sys.path.insert(0, str(ROOT))

@@ -13,7 +13,7 @@ from ltx_jax.parity import Fixture, run_parity
 from ltx_jax.parity import transformer as P
 from ltx_jax.transformer import encode_text
 from ltx_jax.transformer.connector import replace_padding_with_registers
-from tests.conftest import run_ref_python
+from conftest import run_ref_python
 
 
 @pytest.mark.reference

@@ -30,7 +30,7 @@ from ltx_jax.convert.restore import restore
 from ltx_jax.convert.safetensors_file import SafetensorsError, SafetensorsFile, save_file
 from ltx_jax.convert.source import SafetensorsSource
 from ltx_jax.tiny_vae.loading import load_tae
-from tests.conftest import ROOT, run_ref_python
+from conftest import ROOT, run_ref_python
 
 UPSAMPLERS = ("spatial_x2", "spatial_x2_rational", "spatial_x1_5_rational", "temporal_x2")
 

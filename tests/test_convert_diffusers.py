@@ -24,7 +24,7 @@ from ltx_jax.convert.convert import convert
 from ltx_jax.convert.diffusers import DiffusersError, open_diffusers
 from ltx_jax.convert.export import export
 from ltx_jax.convert.safetensors_file import SafetensorsFile
-from tests.conftest import REF_PYTHON, ROOT, reference_unavailable
+from conftest import REF_PYTHON, ROOT, reference_unavailable
 
 pytestmark = pytest.mark.reference
 DIFFUSERS_SITE = ROOT / ".venv-ref" / "diffusers-site"

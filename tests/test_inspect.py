@@ -180,10 +180,16 @@ def test_header_only_on_a_46_gb_file(tmp_path):
     assert report.kind == "ltx_transformer"
 
 
-def test_demo_builds_and_inspects_the_bundled_checkpoint(capsys, tmp_path):
+def test_demo_builds_inspects_and_generates(capsys, tmp_path):
+    """The README's main job: bundled tiny checkpoint -> inspect -> distilled two-stage generation -> frames."""
     assert main(["demo", "--out", str(tmp_path), "--json"]) == 0
-    reports = json.loads(capsys.readouterr().out)
+    out = capsys.readouterr().out
+    reports, end = json.JSONDecoder().raw_decode(out)
+    summary = json.loads(out[end:].strip())
     assert [r["kind"] for r in reports] == ["ltx_checkpoint", "upsampler"]
     assert reports[0]["description"].startswith("LTX-2.3 full checkpoint") and reports[0]["warnings"] == []
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["ltx23-tiny-spatial-upscaler-x2.safetensors",
-                                                          "ltx23-tiny.safetensors"]
+    assert summary["pipeline"] == "distilled" and summary["frames"] == [17, 128, 128, 3]
+    frames = np.load(tmp_path / "video" / "video.npz")
+    video = frames[frames.files[0]]
+    assert video.shape == (17, 128, 128, 3) and video.dtype == np.uint8 and video.std() > 0
+    assert len(list((tmp_path / "video").glob("frame_*.png"))) == 17

@@ -22,7 +22,7 @@ from ltx_jax.parity.transformer import _modality
 from ltx_jax.transformer import Perturbations, forward, load_text_embeddings, load_transformer
 from ltx_jax.upsampler import load_upsampler
 from ltx_jax.video_vae.loading import load_video_decoder, load_video_encoder
-from tests.conftest import ROOT, build_lora_reference
+from conftest import ROOT, build_lora_reference
 
 pytestmark = pytest.mark.reference
 F32 = Runtime(param_dtype="float32", compute_dtype="float32")

@@ -15,7 +15,7 @@ from flax import nnx
 from ltx_jax.parity import Fixture, run_parity
 from ltx_jax.parity import transformer as P
 from ltx_jax.transformer import Modality, Perturbations, forward
-from tests.conftest import run_ref_python
+from conftest import run_ref_python
 
 pytestmark = pytest.mark.reference
 
@@ -172,7 +172,7 @@ def test_av_ca_timestep_multiplier_of_one_against_official(tmp_path):
     then sees sigma * 1000 * (1 / 1000). Same checkpoint, config edited in its metadata."""
     from ltx_jax.convert.safetensors_file import SafetensorsFile, save_file
     from ltx_jax.transformer import load_transformer
-    from tests.conftest import build_reference
+    from conftest import build_reference
 
     source = build_reference("ltx23-tiny", 0)
     f = SafetensorsFile(source / "ltx_checkpoint.safetensors")

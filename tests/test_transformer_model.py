@@ -26,7 +26,7 @@ from ltx_jax.sampling.positions import keyframe_positions
 from ltx_jax.transformer import (EmbeddingsProcessor, LoadError, LTXModel, Modality, Perturbations, audio_positions,
                                  forward, load_text_embeddings, load_transformer, video_positions)
 from ltx_jax.transformer.loading import _TextView
-from tests.conftest import REF_PYTHON, ROOT, build_reference, reference_unavailable, run_ref_python
+from conftest import REF_PYTHON, ROOT, build_reference, reference_unavailable, run_ref_python
 
 F32 = Runtime(param_dtype="float32", compute_dtype="float32")
 PRESETS = [("LTX-2", LTX_2), ("LTX-2.3", LTX_2_3), ("ltx2-tiny", LTX_2_TINY), ("ltx23-tiny", LTX_2_3_TINY)]

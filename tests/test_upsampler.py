@@ -14,7 +14,7 @@ from ltx_jax.convert.loading import module_keys
 from ltx_jax.convert.schema import upsampler_schema
 from ltx_jax.parity import run_parity
 from ltx_jax.upsampler import LatentUpsampler
-from tests.conftest import run_ref_python
+from conftest import run_ref_python
 
 F32 = Runtime(param_dtype="float32", compute_dtype="float32")
 KINDS = ("spatial_x2", "spatial_x2_rational", "spatial_x1_5_rational", "temporal_x2")

@@ -13,7 +13,7 @@ import json
 import numpy as np
 import pytest
 
-from tests.conftest import run_ref_python
+from conftest import run_ref_python
 
 pytestmark = pytest.mark.reference
 
@@ -138,7 +138,7 @@ def test_tile_geometry_matches_official():
 
 @pytest.fixture(scope="module", params=["ltx2-tiny", "ltx23-tiny"])
 def official_tiled(request, tmp_path_factory):
-    from tests.conftest import build_reference
+    from conftest import build_reference
     fixture = build_reference(request.param, 0)
     out = tmp_path_factory.mktemp("tiled") / f"{request.param}.npz"
     run_ref_python(TILED_SCRIPT, str(fixture / "ltx_checkpoint.safetensors"), str(out), json.dumps(SPEC))
