@@ -27,8 +27,11 @@ _DTYPES = {"torch.float32": np.float32, "torch.bfloat16": "bfloat16"}
 
 def _cases(fx: Fixture) -> dict[str, dict]:
     """Cases with a plain ledger dtype (fp8-cast cases are ltx-core's own downcast policy, not checked here)."""
-    return {name: c for name, c in fx.manifest.get("cases", {}).items()
-            if not c.get("fp8_cast") and c.get("ledger_dtype") in _DTYPES}
+    cases = fx.manifest.get("cases")
+    if fx.kind != "ltx" or not isinstance(cases, dict):  # e.g. a TAE fixture lists its cases differently
+        return {}
+    return {name: c for name, c in cases.items()
+            if isinstance(c, dict) and "loras" in c and not c.get("fp8_cast") and c.get("ledger_dtype") in _DTYPES}
 
 
 def _run(fx: Fixture) -> Iterator[tuple[str, np.ndarray, float]]:
