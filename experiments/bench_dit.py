@@ -20,6 +20,11 @@ Measured on the 2-core dev box (shared with other jobs), default config, per ste
   float32, a quiet minute: official 0.85 s, ours 0.91 s (ratio 1.07); bfloat16 quiet: 0.33 s vs 0.59 s (1.78).
   Both spend most of the step in the same GEMMs; torch's fused CPU flash attention is ~1.7x faster than XLA's
   attention here, and torch's OpenMP threads slow down far more than XLA's under contention.
+  Where the bf16 time goes (quiet, later session): step 0.61 s, of which attention 0.32 s and per-token AdaLN
+  0.08 s. XLA:CPU runs a bf16 x bf16 dot with float32 output (what the logits need: torch's kernel accumulates
+  them in f32) at half the speed of its bf16-output dot (51 vs 24 ms for one 3072x3072x128 logits product);
+  bf16 logits would make the attention 2x faster but double its error (rel L2 0.5% -> 1.2% on peaky random
+  inputs), so the logits stay float32.
   --lower-full: 2.014e14 FLOPs per step (LTX-2.3; 4.152e12 per block), 2.006e14 (LTX-2).
 """
 
