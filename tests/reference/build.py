@@ -12,7 +12,6 @@ looks complete. Exits non-zero with a message on any failure (including a failed
 import argparse
 import json
 import os
-import shutil
 import sys
 import time
 import traceback
@@ -22,6 +21,7 @@ os.environ.setdefault("TQDM_DISABLE", "1")  # the official denoising loop wraps 
 
 import torch  # noqa: E402
 
+from ltxref.atomic import build_atomically  # noqa: E402
 from ltxref import cases, loop, vae_cases  # noqa: E402
 from ltxref.components import CHECKPOINT_FILE, FP8_FILE, UPSAMPLER_KINDS, checkpoint_config
 from ltxref.fp8 import run_fp8
@@ -148,26 +148,8 @@ def build(out_dir: Path, name: str, preset: dict, seed: int, with_loop: bool, wi
 
 def build_dir(config: str, seed: int, out: Path, with_loop: bool = True, with_fp8: bool = True) -> dict:
     """Builds into a temporary sibling of `out` and renames it into place; returns the manifest."""
-    out = out.resolve()
-    tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
-    try:
-        name, preset = load_preset(config)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir()
-        with torch.inference_mode():
-            manifest = build(tmp, name, preset, seed, with_loop, with_fp8)
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
-        if out.exists():
-            old = out.parent / f".{out.name}.old-{os.getpid()}"
-            out.rename(old)
-            tmp.rename(out)
-            shutil.rmtree(old)
-        else:
-            tmp.rename(out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return manifest
+    name, preset = load_preset(config)
+    return build_atomically(out, lambda tmp: build(tmp, name, preset, seed, with_loop, with_fp8))
 
 
 def main(argv: list[str] | None = None) -> int:

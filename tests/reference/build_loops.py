@@ -13,7 +13,6 @@ exits non-zero with a one-line message.
 import argparse
 import json
 import os
-import shutil
 import sys
 import time
 import traceback
@@ -28,6 +27,7 @@ import torch  # noqa: E402
 torch.set_num_threads(1)
 
 from build import load_preset  # noqa: E402
+from ltxref.atomic import build_atomically  # noqa: E402
 from ltxref import loops_cases as lc  # noqa: E402
 from ltxref.components import CHECKPOINT_FILE, UPSAMPLER_KINDS, checkpoint_config
 from ltxref.official import package_versions
@@ -163,26 +163,8 @@ def build(out_dir: Path, name: str, preset: dict, seed: int) -> dict:
 
 def build_loops_dir(config: str, seed: int, out: Path) -> dict:
     """Builds into a temporary sibling of `out` and renames it into place; returns the manifest."""
-    out = out.resolve()
-    tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
-    try:
-        name, preset = load_preset(config)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir()
-        with torch.inference_mode():
-            manifest = build(tmp, name, preset, seed)
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
-        if out.exists():
-            old = out.parent / f".{out.name}.old-{os.getpid()}"
-            out.rename(old)
-            tmp.rename(out)
-            shutil.rmtree(old)
-        else:
-            tmp.rename(out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return manifest
+    name, preset = load_preset(config)
+    return build_atomically(out, lambda tmp: build(tmp, name, preset, seed))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,8 +11,6 @@ temporary name and renamed into place; exits non-zero with a message on failure.
 
 import argparse
 import json
-import os
-import shutil
 import sys
 import time
 import traceback
@@ -21,6 +19,7 @@ from pathlib import Path
 import safetensors.torch
 import torch
 
+from ltxref.atomic import build_atomically
 from ltxref import lora_cases as L
 from ltxref.official import package_versions
 from ltxref.record import Recorder
@@ -57,20 +56,7 @@ def build(main: Path, out: Path) -> dict:
 
 
 def build_dir(main: Path, out: Path) -> dict:
-    out = out.resolve()
-    tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
-    try:
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        with torch.inference_mode():
-            manifest = build(main.resolve(), tmp)
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return manifest
+    return build_atomically(out, lambda tmp: build(main.resolve(), tmp))
 
 
 def main(argv: list[str] | None = None) -> int:
