@@ -13,7 +13,6 @@ import argparse
 import json
 import os
 import sys
-import time
 import traceback
 from pathlib import Path
 
@@ -21,7 +20,7 @@ os.environ.setdefault("TQDM_DISABLE", "1")  # the official denoising loop wraps 
 
 import torch  # noqa: E402
 
-from ltxref.atomic import build_atomically  # noqa: E402
+from ltxref.atomic import Laps, build_atomically  # noqa: E402
 from ltxref import cases, loop, vae_cases  # noqa: E402
 from ltxref.components import CHECKPOINT_FILE, FP8_FILE, UPSAMPLER_KINDS, checkpoint_config
 from ltxref.fp8 import run_fp8
@@ -45,14 +44,8 @@ def seeds_for(seed: int) -> dict[str, int]:
 
 
 def build(out_dir: Path, name: str, preset: dict, seed: int, with_loop: bool, with_fp8: bool) -> dict:
-    timings: dict[str, float] = {}
-    clock = time.perf_counter()
-
-    def lap(key: str) -> None:
-        nonlocal clock
-        now = time.perf_counter()
-        timings[key] = round(now - clock, 3)
-        clock = now
+    lap = Laps()
+    timings = lap.timings
 
     seeds = seeds_for(seed)
     files = generate_state_dicts(preset, seeds["weights"])
@@ -104,7 +97,6 @@ def build(out_dir: Path, name: str, preset: dict, seed: int, with_loop: bool, wi
     shapes = {f: file_header(out_dir / f) for f in written}
     outputs = {k: m["max_abs"] for k, m in rec.meta.items() if ".out" in k and "max_abs" in m}
     lap("save")
-    timings["total"] = round(sum(timings.values()), 3)
 
     return {
         "format": "docs/reference-fixtures.md; choices documented in tests/reference/README.md",

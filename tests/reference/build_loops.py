@@ -14,7 +14,6 @@ import argparse
 import json
 import os
 import sys
-import time
 import traceback
 from pathlib import Path
 
@@ -27,7 +26,7 @@ import torch  # noqa: E402
 torch.set_num_threads(1)
 
 from build import load_preset  # noqa: E402
-from ltxref.atomic import build_atomically  # noqa: E402
+from ltxref.atomic import Laps, build_atomically  # noqa: E402
 from ltxref import loops_cases as lc  # noqa: E402
 from ltxref.components import CHECKPOINT_FILE, UPSAMPLER_KINDS, checkpoint_config
 from ltxref.official import package_versions
@@ -86,14 +85,8 @@ def _pipeline_params(p) -> dict:  # noqa: ANN001
 
 
 def build(out_dir: Path, name: str, preset: dict, seed: int) -> dict:
-    timings: dict[str, float] = {}
-    clock = time.perf_counter()
-
-    def lap(key: str) -> None:
-        nonlocal clock
-        now = time.perf_counter()
-        timings[key] = round(now - clock, 3)
-        clock = now
+    lap = Laps()
+    timings = lap.timings
 
     seeds = seeds_for(seed)
     version = loop_model_version(name, preset)
@@ -127,7 +120,6 @@ def build(out_dir: Path, name: str, preset: dict, seed: int) -> dict:
     written = [CHECKPOINT_FILE, *[f"upsampler_{k}.safetensors" for k in UPSAMPLER_KINDS]]
     shapes = {f: file_header(out_dir / f) for f in written}
     lap("save")
-    timings["total"] = round(sum(timings.values()), 3)
     return {
         "format": "docs/reference-fixtures-loops.md; builder notes in tests/reference/LOOPS.md",
         "builder": "tests/reference/build_loops.py",

@@ -7,6 +7,7 @@ treats a directory with a manifest.json as built).
 import json
 import os
 import shutil
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -35,3 +36,17 @@ def build_atomically(out: Path, build: Callable[[Path], dict]) -> dict:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return manifest
+
+
+class Laps:
+    """Wall time of consecutive build phases: `laps("phase")` closes a phase; `laps.timings` (+ "total")."""
+
+    def __init__(self):
+        self.timings: dict[str, float] = {}
+        self._clock = time.perf_counter()
+
+    def __call__(self, key: str) -> None:
+        now = time.perf_counter()
+        self.timings[key] = round(now - self._clock, 3)
+        self.timings["total"] = round(sum(v for k, v in self.timings.items() if k != "total"), 3)
+        self._clock = now
