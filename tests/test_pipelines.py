@@ -5,6 +5,7 @@ preprocessing; early input errors."""
 
 import zlib
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -245,3 +246,21 @@ def test_prompt_files(tmp_path):
     np.savez(tmp_path / "empty.npz", other=np.zeros(3))
     with pytest.raises(ValueError, match="no prompt found"):
         load_prompt(tmp_path / "empty.npz")
+
+
+@pytest.mark.parametrize("float32_positions, expected", [(False, jnp.bfloat16), (True, jnp.float32)])
+def test_video_positions_take_the_model_dtype_as_ltx_core_1_0(monkeypatch, float32_positions, expected):
+    """ltx-core 1.0.0's VideoLatentTools casts video positions to the model dtype; opting out keeps float32."""
+    import ltx_jax.pipelines.stages as stages
+
+    seen = {}
+
+    def capture(positions, *args, **kwargs):
+        seen.setdefault("dtype", positions.dtype)
+        raise RuntimeError("captured")
+
+    monkeypatch.setattr(stages, "initial_state", capture)
+    with pytest.raises(RuntimeError, match="captured"):
+        stages.run_stage(None, None, None, frames=9, height=64, width=64, fps=24.0, channels=16, audio_channels=128,
+                         key=jax.random.key(0), dtype=jnp.bfloat16, float32_positions=float32_positions)
+    assert seen["dtype"] == expected

@@ -44,6 +44,8 @@ def add_parser(sub) -> None:
     p.add_argument("--temporal-upscale", action="store_true")
     p.add_argument("--tiling", action="store_true", help="tiled decode (TilingConfig.default())")
     p.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32"])
+    p.add_argument("--float32-positions", action="store_true",
+                   help="keep video RoPE positions float32 in a bf16 run (ltx-core 1.0.0 casts them to bf16)")
     p.add_argument("--out", default="outputs/generate")
     p.add_argument("--format", default="npz,png", help="comma-separated: npz, png, mp4")
     p.add_argument("--quiet", action="store_true")
@@ -65,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
         images = tuple(ImageCondition(load_image(path), frame_idx=int(frame), strength=float(strength), crf=args.crf)
                        for path, frame, strength in args.image)
         request = Request(frames=args.frames, height=args.height, width=args.width, fps=args.fps, seed=args.seed,
-                          images=images)
+                          images=images, float32_positions=args.float32_positions)
         validate(args.pipeline, request, upscale=args.upscale, steps=args.steps)
         kwargs = {}
         if args.pipeline != "dev-one-stage":

@@ -46,6 +46,8 @@ class Request:
     fps: float = 24.0
     seed: int = 10
     images: tuple[ImageCondition, ...] = ()
+    # False: video positions in the model dtype, as ltx-core 1.0.0 (see `run_stage`); True: float32.
+    float32_positions: bool = False
 
 
 @dataclass
@@ -142,7 +144,8 @@ def _two_stage(models: Models, prompt: Prompt, request: Request, stage1: Sampler
     cfg = models.config
     h1, w1 = int(request.height / upscale), int(request.width / upscale)
     common = dict(frames=request.frames, fps=request.fps, channels=cfg.in_channels, dtype=models.dtype,
-                  audio_channels=cfg.audio_in_channels, callbacks=callbacks, rules=rules, record=record)
+                  audio_channels=cfg.audio_in_channels, callbacks=callbacks, rules=rules, record=record,
+                  float32_positions=request.float32_positions)
     if stage1 is None:  # HQ: the stage-1 schedule depends on the stage-1 token count
         grid = latent_grid(request.frames, h1, w1)
         stage1 = hq_stage1(int(np.prod(grid)))
@@ -224,7 +227,7 @@ def dev_one_stage(models: Models, prompt: Prompt, request: Request, *, steps: in
                     audio_channels=cfg.audio_in_channels, images=request.images,
                     encoded=encode_images(models, request.images, request.height, request.width),
                     noise=(noise or {}).get("stage1"), key=keys["stage1"], callbacks=callbacks, rules=rules,
-                    record=record, dtype=models.dtype)
+                    record=record, dtype=models.dtype, float32_positions=request.float32_positions)
     return _finish(models, [out], decode=decode, decode_noise=decode_noise, key=keys["decode"], tiling=tiling,
                    temporal_upscale=temporal_upscale)
 

@@ -199,7 +199,7 @@ def run_stage(dit: tuple[nnx.GraphDef, nnx.State], sampler: Sampler, prompt: Pro
               encoded: Sequence[jax.Array] = (), initial_video: jax.Array | None = None,
               initial_audio: jax.Array | None = None, noise_scale: float = 1.0, noise: StageNoise | None = None,
               key: jax.Array | None = None, callbacks: Callbacks | None = None, rules: ShardingRules | None = None,
-              record: bool = False, dtype=jnp.float32) -> StageOutput:
+              record: bool = False, dtype=jnp.float32, float32_positions: bool = False) -> StageOutput:
     """`denoise_audio_video`: initial state, conditionings, noising, the loop, `clear_conditioning`, unpatchify.
 
     Args:
@@ -208,13 +208,18 @@ def run_stage(dit: tuple[nnx.GraphDef, nnx.State], sampler: Sampler, prompt: Pro
         initial_video: `[1, F', H', W', C]` (e.g. the upsampled stage-1 latent); initial_audio: `[1, T, Ca]`.
         noise_scale: the noiser's scale (1 for a first stage, the first sigma for a second stage).
         noise: explicit draws (replay); else `key` draws video then audio.
-        dtype: of the latents, noise and loop state (the official pipelines: the model dtype). Positions stay
-            float32 (the official bf16 pipeline casts video positions to bf16; not done here).
+        dtype: of the latents, noise and loop state (the official pipelines: the model dtype).
+        float32_positions: keep video positions float32. By default they take `dtype`, as ltx-core 1.0.0's
+            `VideoLatentTools` casts them to the model dtype: in a bf16 run the RoPE then sees bf16 time
+            coordinates, which moves the official bf16 output ~14 % (relative L2) away from its own float32
+            output on the tiny models; later ltx-core versions keep them float32. Audio positions are float32
+            in both, and appended keyframe positions (float32) promote the concatenation to float32, as in torch.
     """
     grid = latent_grid(frames, height, width)
     shape = VideoLatentShape(1, *grid, channels)
     init_v = None if initial_video is None else patchify_video(jnp.asarray(initial_video, dtype))
-    video = initial_state(video_positions(*grid, fps=fps), init_v, channels=channels, dtype=dtype)
+    positions = jnp.asarray(video_positions(*grid, fps=fps), jnp.float32 if float32_positions else dtype)
+    video = initial_state(positions, init_v, channels=channels, dtype=dtype)
     for img, lat in zip(images, encoded, strict=True):
         if img.frame_idx == 0:
             video = condition_by_latent_index(video, lat, shape=shape, latent_idx=0, strength=img.strength)
