@@ -32,7 +32,7 @@ import numpy as np
 from ltx_jax.checkpoint import CheckpointSource, LazyTensor, write_checkpoint
 from ltx_jax.configs import ConfigError, from_metadata, upsampler_from_metadata
 from ltx_jax.convert import schema as S
-from ltx_jax.convert.inspect import _checkpoint_component, inspect_file
+from ltx_jax.convert.inspect import checkpoint_component, inspect_file
 from ltx_jax.convert.lora import LoraError, LoraMerged, load_lora
 from ltx_jax.convert.safetensors_file import SafetensorsError
 from ltx_jax.convert.source import FP8_DTYPES, SafetensorsSource, Source, TensorSpec, open_source
@@ -74,7 +74,7 @@ def detect(source: Source) -> tuple[str, str]:
 def _components_of(keys: Iterable[str]) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for k in keys:
-        out.setdefault(_checkpoint_component(k), []).append(k)
+        out.setdefault(checkpoint_component(k), []).append(k)
     return out
 
 
@@ -260,7 +260,7 @@ def _convert(source: Source, out, target, dtype: str, components, loras, overwri
     reader: Source = source
     lora_record = []
     if loras:
-        if "transformer" not in {_checkpoint_component(k) for k in selected}:
+        if "transformer" not in {checkpoint_component(k) for k in selected}:
             raise ConvertError(f"{source.name}: --lora needs the transformer component")
         try:
             reader = LoraMerged(source, loras, dtype=lambda k: cast_to(k) if target is not None else None)
@@ -292,7 +292,7 @@ def _convert(source: Source, out, target, dtype: str, components, loras, overwri
             "converter": {"name": "ltx-jax", "version": _version(), "converter_version": CONVERTER_VERSION},
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "source": manifest_src, "kind": kind, "description": description,
-            "components": sorted({_checkpoint_component(k) for k in selected}) if kind.startswith("ltx_") else [kind],
+            "components": sorted({checkpoint_component(k) for k in selected}) if kind.startswith("ltx_") else [kind],
             "dtype_policy": dtype, "loras": lora_record, "metadata": dict(source.metadata),
             "carried_unvalidated": sorted(carried), "not_converted": dict(getattr(source, "skipped", {})),
         }

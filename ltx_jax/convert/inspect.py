@@ -18,7 +18,7 @@ from ltx_jax.configs import ConfigError, LTXConfig, from_metadata, upsampler_fro
 from ltx_jax.convert import schema as S
 from ltx_jax.convert.safetensors_file import SafetensorsFile
 
-__all__ = ["FileReport", "inspect_file", "format_report"]
+__all__ = ["FileReport", "inspect_file", "format_report", "checkpoint_component"]
 
 # Component of a checkpoint key, first match wins. Order matters: connectors share the DiT prefix.
 _COMPONENTS = (
@@ -79,7 +79,8 @@ def _components(f: SafetensorsFile, classify) -> dict[str, Component]:
     return out
 
 
-def _checkpoint_component(key: str) -> str:
+def checkpoint_component(key: str) -> str:
+    """The component (transformer, connectors, vae_encoder, ...) a single-file checkpoint key belongs to."""
     for name, prefixes in _COMPONENTS:
         if key.startswith(prefixes):
             return name
@@ -169,7 +170,7 @@ def inspect_file(path: str) -> FileReport:
                             f.num_parameters, dict(dtypes), {})
         report.details.update(_precision(f))
         if any(k.startswith(S.TRANSFORMER_PREFIX + "transformer_blocks.") for k in keys):
-            report.components = _components(f, _checkpoint_component)
+            report.components = _components(f, checkpoint_component)
             full = "vae_decoder" in report.components
             report.kind = "ltx_checkpoint" if full else "ltx_transformer"
             report.details["variant"] = _variant(f.metadata, report.path)

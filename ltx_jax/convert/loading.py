@@ -21,7 +21,6 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping, Sequence
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
@@ -117,7 +116,3 @@ def load_module(build: Callable[[], nnx.Module], tensors: Mapping[str, np.ndarra
     graphdef, _ = nnx.split(abstract)
     return nnx.merge(graphdef, load_state(abstract, tensors, **kwargs))
 
-
-def to_host(tree):
-    """Device arrays -> numpy, for comparisons and export."""
-    return jax.tree.map(np.asarray, tree)

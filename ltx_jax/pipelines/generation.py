@@ -100,6 +100,13 @@ def validate(pipeline: str, request: Request, *, upscale: float = 2.0, steps: in
         raise ValueError(f"steps must be an integer >= 1; got {steps!r}")
 
 
+def _stage_args(models: Models, request: Request, **kwargs) -> dict:
+    """The `run_stage` arguments every stage of a request shares (size-independent)."""
+    cfg = models.config
+    return dict(frames=request.frames, fps=request.fps, channels=cfg.in_channels, dtype=models.dtype,
+                audio_channels=cfg.audio_in_channels, float32_positions=request.float32_positions, **kwargs)
+
+
 def _keys(seed: int) -> dict[str, jax.Array]:
     key = jax.random.key(seed)
     return {name: jax.random.fold_in(key, i) for i, name in enumerate(("stage1", "stage2", "decode"))}
@@ -141,11 +148,8 @@ def _two_stage(models: Models, prompt: Prompt, request: Request, stage1: Sampler
         raise ValueError(f"upscale {upscale} does not match the loaded upsampler ({kind})")
     noise = noise or {}
     keys = _keys(request.seed)
-    cfg = models.config
     h1, w1 = int(request.height / upscale), int(request.width / upscale)
-    common = dict(frames=request.frames, fps=request.fps, channels=cfg.in_channels, dtype=models.dtype,
-                  audio_channels=cfg.audio_in_channels, callbacks=callbacks, rules=rules, record=record,
-                  float32_positions=request.float32_positions)
+    common = _stage_args(models, request, callbacks=callbacks, rules=rules, record=record)
     if stage1 is None:  # HQ: the stage-1 schedule depends on the stage-1 token count
         grid = latent_grid(request.frames, h1, w1)
         stage1 = hq_stage1(int(np.prod(grid)))
@@ -221,13 +225,11 @@ def dev_one_stage(models: Models, prompt: Prompt, request: Request, *, steps: in
     """`TI2VidOneStagePipeline`: guided dev Euler at the full size (multiples of 32), then the decode."""
     validate("dev-one-stage", request, steps=steps)
     v, a, steps = _guiders(models, video, audio, steps)
-    cfg, keys = models.config, _keys(request.seed)
-    out = run_stage(models.dit, dev_sampler(steps, v, a), prompt, frames=request.frames, height=request.height,
-                    width=request.width, fps=request.fps, channels=cfg.in_channels,
-                    audio_channels=cfg.audio_in_channels, images=request.images,
-                    encoded=encode_images(models, request.images, request.height, request.width),
-                    noise=(noise or {}).get("stage1"), key=keys["stage1"], callbacks=callbacks, rules=rules,
-                    record=record, dtype=models.dtype, float32_positions=request.float32_positions)
+    keys = _keys(request.seed)
+    out = run_stage(models.dit, dev_sampler(steps, v, a), prompt, height=request.height, width=request.width,
+                    images=request.images, encoded=encode_images(models, request.images, request.height, request.width),
+                    noise=(noise or {}).get("stage1"), key=keys["stage1"],
+                    **_stage_args(models, request, callbacks=callbacks, rules=rules, record=record))
     return _finish(models, [out], decode=decode, decode_noise=decode_noise, key=keys["decode"], tiling=tiling,
                    temporal_upscale=temporal_upscale)
 
