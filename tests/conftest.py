@@ -38,8 +38,24 @@ def reference_unavailable(why: str):
     pytest.skip(f"reference unavailable: {why}")
 
 
+def reference_versions() -> list[str]:
+    """What the reference environment has installed of the pinned packages (tests/reference/pins.txt), read from
+    its files without starting it: `python <pyvenv version>` and the `.dist-info` folder names."""
+    root = REF_PYTHON.parents[1]
+    out = []
+    cfg = root / "pyvenv.cfg"
+    if cfg.is_file():
+        out += [line.strip() for line in cfg.read_text().splitlines() if line.startswith("version")]
+    for name in ("torch", "ltx_core", "ltx_pipelines", "transformers"):
+        out += sorted(p.name for p in root.glob(f"lib/python*/site-packages/{name}-*.dist-info"))
+    return out
+
+
 def _builder_hash() -> str:
+    """Cache key of the fixtures: the builders' sources, configs, requirements and pins, and the versions the
+    reference environment really has (a different torch or Python means different fixtures)."""
     h = hashlib.sha256()
+    h.update("\n".join(reference_versions()).encode())
     for p in sorted(REFERENCE.rglob("*")):
         if p.is_file() and p.suffix in (".py", ".json", ".txt") and "__pycache__" not in p.parts:
             h.update(str(p.relative_to(REFERENCE)).encode())
@@ -104,6 +120,14 @@ def build_lora_reference(config: str, seed: int = 0) -> Path:
     out = main.parent / f"{config}_seed{seed}_lora"
     return _cached_build(out, lambda root: [str(REF_PYTHON), str(REFERENCE / "build_lora.py"), "--main", str(main),
                                             "--out", str(out)], "LoRA reference")
+
+
+def build_tae_wide_reference(seed: int = 0) -> Path:
+    """Wide TAE fixture (shared TAE format) from the upstream wide decoder (tests/reference/build_tae_wide.py, the
+    vendored madebyollin/taehv `taehv.py` of branch 2026_03_11_taeltx23_wide)."""
+    out = CACHE / _builder_hash() / f"taeltx2_3_wide_seed{seed}"
+    return _cached_build(out, lambda root: [str(REF_PYTHON), str(REFERENCE / "build_tae_wide.py"), "--out", str(out),
+                                            "--seed", str(seed)], "wide TAE reference")
 
 
 @pytest.fixture(scope="session", params=CONFIGS)

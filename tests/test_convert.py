@@ -10,7 +10,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 import zipfile
 from pathlib import Path
 
@@ -200,18 +199,18 @@ def test_malformed_inputs_fail_with_file_and_problem(reference, tmp_path):
     assert main(["convert", str(truncated), str(tmp_path / "out" / "cli")]) == 2
 
 
-SLOW_CONVERSION = r"""
-import sys, time
+STALLED_CONVERSION = r"""
+import sys, threading
 from ltx_jax.convert import source
 from ltx_jax.convert.convert import convert
 read, calls = source.SafetensorsSource.read, []
-def slow_read(self, key, index=None):  # a slow disk: the kill lands while tensors are being written
+def stalled_read(self, key, index=None):  # a disk that stops answering: the kill lands mid-conversion, always
     calls.append(key)
-    if len(calls) == 5:
-        print("writing", flush=True)
-    time.sleep(0.1)
+    if len(calls) == int(sys.argv[3]):
+        print("stalled", flush=True)
+        threading.Event().wait()  # never returns; only the SIGKILL ends this process
     return read(self, key, index)
-source.SafetensorsSource.read = slow_read
+source.SafetensorsSource.read = stalled_read
 convert(sys.argv[1], sys.argv[2], hash_source=False)
 """
 
@@ -219,10 +218,13 @@ convert(sys.argv[1], sys.argv[2], hash_source=False)
 def test_killed_conversion_leaves_nothing_loadable(tmp_path, small_official_file):
     """SIGKILL a conversion midway: no OUT, the partial folder is refused, and a rerun succeeds and cleans up."""
     out = tmp_path / "ck"
-    proc = subprocess.Popen([sys.executable, "-c", SLOW_CONVERSION, str(small_official_file), str(out)], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    assert proc.stdout.readline().strip() == "writing"
-    time.sleep(0.3)  # well inside the ~7 s the conversion would take
+    keys = len(SafetensorsFile(small_official_file).infos)
+    # The conversion stops for good at its last tensor read (every earlier tensor read, the partial folder being
+    # written) and is killed there: no sleep, the kill lands at the same point whatever the machine's speed.
+    proc = subprocess.Popen([sys.executable, "-c", STALLED_CONVERSION, str(small_official_file), str(out), str(keys)],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    line = proc.stdout.readline().strip()
+    assert line == "stalled", (line, proc.stderr.read() if proc.poll() is not None else "")
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL

@@ -12,7 +12,8 @@ import pytest
 
 from ltx_jax.configs import Runtime
 from ltx_jax.parity import Fixture, relative_error
-from ltx_jax.parity.loop import BOUND, recorded_guidance
+from ltx_jax.parity.loop import BOUND
+from ltx_jax.parity.loop_runs import recorded_guidance
 from ltx_jax.pipelines import (ImageCondition, MediaError, Request, StageNoise, dev_one_stage, dev_two_stage,
                                distilled_two_stage, hq_two_stage, load_models, load_noise, preprocess_image, run_stage,
                                validate)

@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from conftest import ROOT
@@ -74,12 +75,15 @@ def test_parity_cli_json_format(reference):
     result = subprocess.run([sys.executable, str(ROOT / "experiments/parity.py"), str(reference), "--json"],
                             capture_output=True, text=True, cwd=ROOT)
     out = json.loads(result.stdout)
-    assert set(out) == {"ok", "arrays", "skipped"}
-    assert result.returncode == (0 if out["ok"] else 1)
+    assert set(out) == {"ok", "arrays", "skipped", "inputs", "unclaimed"}
+    failed = {n: a for n, a in out["arrays"].items() if not a["ok"]}
+    assert out["ok"] is True and result.returncode == 0, (failed, out["unclaimed"], result.stderr[-2000:])
     for name, entry in out["arrays"].items():
         assert set(entry) >= {"max_rel_err", "bound", "ok"}, name
-    names = set(out["arrays"]) | set(out["skipped"])
-    assert "transformer.out.video_velocity" in names and "vae_decode.out.video" in names
+    with np.load(reference / "fixtures.npz") as z:  # every array accounted for, none unclaimed
+        assert set(out["arrays"]) | set(out["skipped"]) | set(out["inputs"]) == set(z.files)
+    assert {"transformer.out.video_velocity", "vae_decode.out.video", "loop.decode.out.video",
+            "loop.stage1.sigmas", "loop.stage2.video.pre_noise_latent"} <= set(out["arrays"])
 
 
 def test_parity_cli_refuses_a_non_fixture(tmp_path):

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from ltx_jax.parity import Fixture, relative_error
-from ltx_jax.parity.loop import (BOUND, LOOP_RUNS, loop_models, recorded_guidance, recorded_state, run_loop_fixture,
-                                 run_two_stage)
+from ltx_jax.parity.loop import BOUND, loop_models, recorded_state, run_two_stage
+from ltx_jax.parity.loop_runs import LOOP_RUNS, recorded_guidance, run_loop_fixture
 from ltx_jax.sampling import GuiderParams, LatentState
 from ltx_jax.sampling.loops import TRACES, Callbacks, Sampler, dev_sampler, distilled_sampler, res2s_sampler, sample
 from ltx_jax.sampling.samplers import Guidance, Prompt, TextContext, combine, model_sigma
@@ -34,6 +34,7 @@ def test_distilled_two_stage_loop(reference):
     errs = _check_all(fx, run_two_stage(fx), r"^loop\.(step\d\d\.|stage\d\.out\.|upsample\.out\.|decode\.out\.)")
     assert sum(n.startswith("loop.step") for n in errs) == 22  # 11 steps x (video, audio)
     assert errs["loop.decode.out.video"] <= BOUND and errs["loop.stage2.video.noised_latent"] <= BOUND
+    assert errs["loop.stage2.video.pre_noise_latent"] <= BOUND  # our upsampled latent, chained into stage 2
 
 
 @pytest.mark.parametrize("run", LOOP_RUNS)

@@ -19,7 +19,8 @@ SCRIPT = textwrap.dedent("""
     import json, re, sys
     import jax, jax.numpy as jnp, numpy as np
     from ltx_jax.parity import Fixture, relative_error
-    from ltx_jax.parity.loop import recorded_guidance, loop_models, recorded_state
+    from ltx_jax.parity.loop import loop_models, recorded_state
+    from ltx_jax.parity.loop_runs import recorded_guidance
     from ltx_jax.sampling.loops import Sampler, lower, sample
     from ltx_jax.sampling.samplers import Prompt, TextContext
     from ltx_jax.sharding import inference_rules, make_mesh

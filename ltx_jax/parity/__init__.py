@@ -4,8 +4,15 @@ A fixture directory (docs/reference-fixtures.md, or a TAE fixture as in shared/f
 holds official-layout weight files, `fixtures.npz` (inputs and reference outputs) and
 `manifest.json`. Each component module in this package contributes `CHECKS`: for the arrays it
 knows, it runs our code on the stored inputs and yields (array name, our output, bound). The runner
-reports max |ours - ref| / max |ref| per array; reference outputs nobody checks are listed as
-skipped, with the reason.
+reports max |ours - ref| / max |ref| per array.
+
+Nothing passes by omission: every array of `fixtures.npz` ends up in exactly one of
+  arrays     compared with our output (within its bound),
+  inputs     given to our code as an input by a check that ran (`Check.inputs`, with the reason),
+  skipped    deliberately not reproduced (a module's `NOT_CHECKED` reason, or not selected by `--only`),
+  unclaimed  none of the above (an unknown array, a check that did not apply or did not yield it):
+             a failure, so `ok` is false.
+An array a check `covers` (an output) is never accepted as an input: the runner computes what it checks.
 """
 
 from __future__ import annotations
@@ -21,17 +28,13 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Fixture", "FixtureError", "Check", "run_parity", "relative_error", "format_table", "COMPONENT_MODULES"]
+__all__ = ["Fixture", "FixtureError", "Check", "Report", "run_parity", "plan_coverage", "relative_error", "format_table",
+           "COMPONENT_MODULES"]
 
 # Component modules, each with a CHECKS list. Later components add themselves here.
 COMPONENT_MODULES: list[str] = ["ltx_jax.parity.tae", "ltx_jax.parity.vae", "ltx_jax.parity.upsampler",
-                                 "ltx_jax.parity.transformer", "ltx_jax.parity.lora", "ltx_jax.parity.loop"]
-
-# Names of reference *outputs* in the shared formats; everything else is an input.
-_OUTPUT = re.compile(r"(^|\.)out(\.|_|$)|^loop\.step\d+\.|^loop\.decode\.out|\.latent_(parallel|sequential|streaming)$"
-                     r"|\.tap\.|^fp8\.out\.|\.raw_parallel$|\.encoder_model_input$"
-                     r"|^(guided|i2v\.s\d+|keyframe|res2s)\.(step|eval)\d+\.\w+_x0")
-
+                                 "ltx_jax.parity.transformer", "ltx_jax.parity.lora", "ltx_jax.parity.loop",
+                                 "ltx_jax.parity.loop_runs", "ltx_jax.parity.schedules"]
 
 class FixtureError(ValueError):
     """Not a fixture directory in a format this runner knows."""
@@ -76,10 +79,6 @@ class Fixture:
             return "tae"
         return "unknown"
 
-    @property
-    def outputs(self) -> list[str]:
-        return sorted(n for n in self.arrays if _OUTPUT.search(n))
-
 
 @dataclass
 class Check:
@@ -88,7 +87,8 @@ class Check:
     name: str
     applies: Callable[[Fixture], bool]
     run: Callable[[Fixture], Iterator[tuple[str, np.ndarray, float]]]
-    covers: str = ""  # regex of the fixture arrays this check is responsible for (for skip reasons)
+    covers: str = ""  # regex of the reference outputs this check compares: each must be yielded when it applies
+    inputs: tuple[tuple[str, str], ...] = ()  # (regex, reason) of the arrays it reads as given inputs
 
 
 def relative_error(ours: np.ndarray, ref: np.ndarray) -> float:
@@ -116,52 +116,115 @@ def _checks() -> tuple[list[Check], list[tuple[str, str]]]:
 class Report:
     arrays: dict[str, dict[str, Any]] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
+    inputs: dict[str, str] = field(default_factory=dict)
+    unclaimed: dict[str, str] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
-        return all(a["ok"] for a in self.arrays.values())
+        return not self.unclaimed and all(a["ok"] for a in self.arrays.values())
 
     def to_json(self) -> dict[str, Any]:
-        return {"ok": self.ok, "arrays": self.arrays, "skipped": self.skipped}
+        return {"ok": self.ok, "arrays": self.arrays, "skipped": self.skipped, "inputs": self.inputs,
+                "unclaimed": self.unclaimed}
 
 
-def run_parity(path: str | Path, only: str | None = None) -> Report:
-    """Run every applicable check on the fixture directory at `path`."""
+def _same_bits(ours, ref: np.ndarray) -> bool:
+    """Bit-for-bit equality in the stored dtype (a bound of 0 claims bit-exactness, signed zeros included)."""
+    ours = np.asarray(ours)
+    return ours.shape == ref.shape and np.ascontiguousarray(ours.astype(ref.dtype)).tobytes() == \
+        np.ascontiguousarray(ref).tobytes()
+
+
+def _matches(names: list[str], pattern: str) -> list[str]:
+    r = re.compile(pattern)
+    return [n for n in names if r.search(n)]
+
+
+def _fail(report: Report, name: str, error: str) -> None:
+    report.arrays[name] = {"max_rel_err": float("inf"), "bound": 0.0, "ok": False, "error": error}
+
+
+def run_parity(path: str | Path, only: str | None = None, *, dry_run: bool = False) -> Report:
+    """Run every applicable check on the fixture directory at `path` and account for every array.
+
+    `dry_run`: decide which check claims which array without running any model (`plan_coverage`); arrays a
+    check would compare are listed under `inputs` as "would be compared by <check>".
+    """
     fixture = Fixture(path)
     report = Report()
+    names = sorted(fixture.arrays)
     checks, not_checked = _checks()
-    covered_by: dict[str, str] = {}
-    for n in fixture.outputs:
-        for pattern, reason in not_checked:
-            if re.search(pattern, n):
-                covered_by.setdefault(n, reason)
+    would_compare: dict[str, str] = {}
+    inputs: dict[str, str] = {}
+    unselected: dict[str, str] = {}
+    why_unclaimed: dict[str, str] = {}
     for check in checks:
+        claimed = set(_matches(names, check.covers)) if check.covers else set()
+        for pattern, reason in check.inputs:
+            claimed |= set(_matches(names, pattern))
         if only and not re.search(only, check.name):
-            for n in fixture.names(check.covers) if check.covers else ():
-                covered_by.setdefault(n, f"{check.name}: not selected by --only")
+            for n in claimed:
+                unselected.setdefault(n, f"{check.name}: not selected by --only")
             continue
         try:
             applies = check.applies(fixture)
-        except Exception as e:  # a malformed manifest: this check's arrays fail, the run goes on
-            applies, report.arrays[check.name] = False, {"max_rel_err": float("inf"), "bound": 0.0, "ok": False,
-                                                         "error": f"applies: {type(e).__name__}: {e}"}
+        except Exception as e:  # a malformed manifest: this check fails, the run goes on
+            applies = False
+            _fail(report, check.name, f"applies: {type(e).__name__}: {e}")
         if not applies:
-            for n in fixture.names(check.covers) if check.covers else ():
-                covered_by.setdefault(n, f"{check.name}: not applicable to this fixture")
+            for n in claimed:
+                why_unclaimed.setdefault(n, f"{check.name} does not apply to this fixture")
+            continue
+        for pattern, reason in check.inputs:
+            for n in _matches(names, pattern):
+                inputs.setdefault(n, f"{check.name}: {reason}")
+        covered = _matches(names, check.covers) if check.covers else []
+        if dry_run:
+            for n in covered:
+                would_compare.setdefault(n, check.name)
             continue
         try:
             for name, ours, bound in check.run(fixture):
-                err = relative_error(ours, fixture[name])
-                report.arrays[name] = {"max_rel_err": err, "bound": bound, "ok": bool(err <= bound)}
+                if name not in fixture:
+                    raise FixtureError(f"check {check.name} compared {name!r}, which the fixture lacks")
+                try:
+                    err = relative_error(ours, fixture[name])
+                except ValueError as e:  # a shape mismatch fails this array only
+                    _fail(report, name, str(e))
+                    continue
+                entry = {"max_rel_err": err, "bound": bound, "ok": bool(err <= bound)}
+                if bound == 0.0 and err == 0.0 and not _same_bits(ours, fixture[name]):
+                    entry.update(ok=False, error="equal values but different bits (e.g. the sign of a zero)")
+                report.arrays[name] = entry
         except Exception as e:  # a crash in one component is a failure of its arrays, not of the run
-            for n in fixture.names(check.covers) if check.covers else [check.name]:
+            for n in covered or [check.name]:
                 if n not in report.arrays:
-                    report.arrays[n] = {"max_rel_err": float("inf"), "bound": 0.0, "ok": False,
-                                        "error": f"{type(e).__name__}: {e}"}
-    for name in fixture.outputs:
-        if name not in report.arrays:
-            report.skipped[name] = covered_by.get(name, "no implementation checks this array yet")
+                    _fail(report, n, f"{type(e).__name__}: {e}")
+        for n in covered:
+            if n not in report.arrays:
+                why_unclaimed.setdefault(n, f"{check.name} applies but did not compare it")
+    for name in names:
+        if name in report.arrays:
+            continue
+        if name in would_compare:
+            report.inputs[name] = f"would be compared by {would_compare[name]} (dry run)"
+            continue
+        reason = next((r for p, r in not_checked if re.search(p, name)), None)
+        if reason is not None:
+            report.skipped[name] = reason
+        elif name in inputs and not any(re.search(c.covers, name) for c in checks if c.covers):
+            report.inputs[name] = inputs[name]
+        elif name in unselected:
+            report.skipped[name] = unselected[name]
+        else:
+            report.unclaimed[name] = why_unclaimed.get(name, "no check compares it or names it as an input, and "
+                                                              "no reason for leaving it unchecked is given")
     return report
+
+
+def plan_coverage(path: str | Path) -> Report:
+    """Which check claims each array of the fixture, without running anything (`unclaimed` is the hole list)."""
+    return run_parity(path, dry_run=True)
 
 
 def format_table(report: Report) -> str:
@@ -171,7 +234,10 @@ def format_table(report: Report) -> str:
         lines.append(f"{name:<58} {a['max_rel_err']:>12.3e} {a['bound']:>9.1e}  {flag}"
                      + (f"  ({a['error']})" if "error" in a else ""))
     lines.append(f"{len(report.arrays)} checked, {sum(not a['ok'] for a in report.arrays.values())} failed, "
-                 f"{len(report.skipped)} skipped")
+                 f"{len(report.inputs)} inputs, {len(report.skipped)} skipped, {len(report.unclaimed)} unclaimed")
     for name, why in sorted(report.skipped.items()):
         lines.append(f"  skipped {name}: {why}")
+    for name, why in sorted(report.unclaimed.items()):
+        lines.append(f"  UNCLAIMED {name}: {why}")
+    lines.append("ok" if report.ok else "NOT OK")
     return "\n".join(lines)

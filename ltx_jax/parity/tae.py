@@ -82,4 +82,5 @@ def _run(fixture: Fixture) -> Iterator[tuple[str, np.ndarray, float]]:
                 yield name, _ntchw(taps[int(index)]), BOUND
 
 
-CHECKS = [Check("tae", _applies, _run, covers=r"^(dec|enc)_.*\.(out_|raw_|latent_|tap\.|encoder_model_input)")]
+CHECKS = [Check("tae", _applies, _run, covers=r"^(dec|enc)_.*\.(out_|raw_|latent_|tap\.|encoder_model_input)",
+                inputs=((r"^(dec|enc)_[^.]*\.(latent|video)$", "the case's input (manifest cases[*].arrays.input)"),))]

@@ -13,7 +13,9 @@ from collections.abc import Iterator
 import numpy as np
 
 from ltx_jax.parity import Check, Fixture
-from ltx_jax.parity.vae import BOUND, CHECKPOINT, channels_first, channels_last
+from ltx_jax.parity.vae import CHECKPOINT, channels_first, channels_last
+
+BOUND = 2e-5  # float32, max |ours - ref| / max |ref|: measured <= 2.3e-6 (every kind; 2 configs x 3 seeds)
 
 
 def _kinds(fx: Fixture) -> list[str]:
@@ -60,4 +62,5 @@ def _run(fx: Fixture) -> Iterator[tuple[str, np.ndarray, float]]:
             yield name, channels_first(jax.device_get(_jitted()[1](up, stats, latent))), BOUND
 
 
-CHECKS = [Check("upsampler", _applies, _run, covers=r"^upsampler\.out\.")]
+CHECKS = [Check("upsampler", _applies, _run, covers=r"^upsampler\.out\.",
+                inputs=((r"^upsampler\.in\.latent$", "the latent every upsampler is run on"),))]

@@ -13,7 +13,7 @@ import numpy as np
 
 from ltx_jax.parity import Check, Fixture
 
-BOUND = 2e-5  # float32: max |ours - ref| / max |ref|
+BOUND = 1e-5  # float32, max |ours - ref| / max |ref|: measured <= 1.4e-6 (encode, decode; 2 configs x 3 seeds)
 CHECKPOINT = "ltx_checkpoint.safetensors"
 
 
@@ -50,4 +50,5 @@ def _run(fx: Fixture) -> Iterator[tuple[str, np.ndarray, float]]:
         yield "vae_decode.out.video", channels_first(out), BOUND
 
 
-CHECKS = [Check("vae", _applies, _run, covers=r"^vae_(encode|decode)\.out\.")]
+CHECKS = [Check("vae", _applies, _run, covers=r"^vae_(encode|decode)\.out\.",
+                inputs=((r"^vae_(encode|decode)\.in\.", "encoder / decoder input (decoder noise and timestep)"),))]

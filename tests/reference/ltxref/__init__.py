@@ -10,4 +10,9 @@ Modules:
   fp8        the FP8 file and its three runs
   loops_record  recording wrappers for the loop fixtures (passes, evaluations, steppers, SDE noise)
   loops_cases   the loop fixture runs: schedules, contexts, guided, i2v, keyframe (+ attention strength), res_2s
+  pins       the pinned reference versions (tests/reference/pins.txt), checked on import of this package
 """
+
+from ltxref.pins import check_environment
+
+check_environment()  # before any builder touches the official code: exactly the pinned versions, or a clear error

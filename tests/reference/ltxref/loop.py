@@ -105,11 +105,13 @@ def run_distilled_loop(rec: Recorder, x0_model: torch.nn.Module, encoder: torch.
     rec.add("loop.seed", torch.tensor([seed], dtype=torch.int64), note="torch.Generator seed of the pipeline")
     rec.add("loop.stage1.sigmas", stage_1_sigmas, note="DISTILLED_SIGMA_VALUES")
     rec.add("loop.stage2.sigmas", stage_2_sigmas, note="STAGE_2_DISTILLED_SIGMA_VALUES")
+    rec.add("loop.sigmas.stage1", stage_1_sigmas, note="older name of loop.stage1.sigmas (format doc)")
+    rec.add("loop.sigmas.stage2", stage_2_sigmas, note="older name of loop.stage2.sigmas (format doc)")
     labels = ("stage1.video", "stage1.audio", "stage2.video", "stage2.audio")
     if len(noiser.calls) != len(labels):
         raise AssertionError(f"expected 4 noiser calls, got {len(noiser.calls)}")
     for label, call in zip(labels, noiser.calls, strict=True):
-        for field in ("pre_noise_latent", "noise", "noised_latent", "noise_scale", "positions"):
+        for field in ("pre_noise_latent", "noise", "noised_latent", "noise_scale", "positions", "denoise_mask"):
             note = "token layout [B, T, C]" if field in ("pre_noise_latent", "noise", "noised_latent") else None
             rec.add(f"loop.{label}.{field}", call[field], note=note)
     n_steps = (len(stage_1_sigmas) - 1) + (len(stage_2_sigmas) - 1)
@@ -121,6 +123,12 @@ def run_distilled_loop(rec: Recorder, x0_model: torch.nn.Module, encoder: torch.
     rec.add("loop.stage1.out.video_latent", stage_1[0], note="unpatchified [B, C, F, H, W]")
     rec.add("loop.stage1.out.audio_latent", stage_1[1], note="unpatchified [B, 8, T, 16]")
     rec.add("loop.upsample.out.video_latent", upscaled, note="upsample_video(stage-1 latent), spatial_x2_rational")
+    rec.add("loop.stage2.in.upsampled_latent", upscaled, note="older name of loop.upsample.out.video_latent")
+    for label, call in zip(labels, noiser.calls, strict=True):  # older names of the positions (format doc)
+        if label.endswith("video"):
+            rec.add(f"loop.{label.split('.')[0]}.video_positions", call["positions"], note="older name")
+        elif label == "stage1.audio":
+            rec.add("loop.audio_positions", call["positions"], note="older name")
     rec.add("loop.stage2.out.video_latent", video_state.latent, note="unpatchified")
     rec.add("loop.stage2.out.audio_latent", audio_state.latent, note="unpatchified")
     if decode_noise is not None:

@@ -150,7 +150,9 @@ def run_cases(rec: Recorder, out: Path, inputs: dict[str, np.ndarray], num_layer
         sd = model.state_dict()
         for p in params:
             rec.add(f"lora.{name}.weight.{p}", sd[p], torch_dtype=str(sd[p].dtype).removeprefix("torch."))
-        report[name] = {"loras": [list(x) for x in case.loras], "ledger_dtype": str(case.dtype),
+        report[name] = {"loras": [list(x) for x in case.loras],
+                        "ledger_dtype": None if case.dtype is None else str(case.dtype),
+                        "quantization": "fp8_cast" if case.fp8_cast else None,
                         "registry": case.registry, "fp8_cast": case.fp8_cast,
                         "param_dtypes": sorted({str(t.dtype).removeprefix("torch.") for t in sd.values()})}
     change = {}
@@ -179,9 +181,10 @@ def scaled_fp8_fusion(rec: Recorder, main: Path, out: Path, num_layers: int) -> 
             continue
         w = fused[p]
         scale_key = p[: -len("weight")] + "weight_scale"
-        if w.dtype == torch.float8_e4m3fn and scale_key in fused:
+        if w.dtype == torch.float8_e4m3fn:  # [in, out] in the fused state dict: back to the file layout
             rec.add(f"lora.fp8scaled_ab.weight.{p}", w.t(), torch_dtype="float8_e4m3fn")
-            rec.add(f"lora.fp8scaled_ab.weight_scale.{p}", fused[scale_key].reshape(1))
+            if scale_key in fused:
+                rec.add(f"lora.fp8scaled_ab.weight_scale.{p}", fused[scale_key].reshape(1))
         else:
             rec.add(f"lora.fp8scaled_ab.weight.{p}", w, torch_dtype=str(w.dtype).removeprefix("torch."))
         recorded.append(p)

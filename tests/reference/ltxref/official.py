@@ -40,7 +40,9 @@ def package_versions() -> dict[str, str]:
     import importlib.metadata as md
     import platform
 
-    out = {"python": platform.python_version()}
+    import torch
+
+    out = {"python": platform.python_version(), "torch_cuda": str(torch.version.cuda)}
     for name in ("torch", "ltx-core", "ltx-pipelines", "transformers", "safetensors", "numpy", "einops"):
         try:
             out[name] = md.version(name)
