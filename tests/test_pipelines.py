@@ -66,14 +66,40 @@ def loops_models(loops_reference):
     config = loops_reference.name.split("_seed")[0]
     lora = build_lora_reference(config, 0) / "lora_a_attn_r4.safetensors"
     main = loops_reference.parent / f"{config}_seed0"  # same weights as the loop fixture's checkpoint
+    fx = Fixture(loops_reference)
+    kind = fx.manifest["runs"]["dev2"]["upsampler"]  # the upsampler of the official stage 2 (dev2 / hq2)
     models = load_models(loops_reference / "ltx_checkpoint.safetensors", stage2_loras=[(lora, 1.0)], runtime=F32,
-                         upsampler=main / "upsampler_spatial_x2_rational.safetensors")
-    return Fixture(loops_reference), models
+                         upsampler=loops_reference / f"upsampler_{kind}.safetensors")
+    del main
+    return fx, models
+
+
+def _stage2_noise(fx: Fixture, name: str, sde: bool = False) -> tuple[StageNoise, np.ndarray | None]:
+    """The official stage-2 draws of `dev2` / `hq2` (res_2s: our normalization of the raw SDE draws) and the
+    decoder noise (channels last)."""
+    from ltx_jax.sampling import normalize_sde_noise
+
+    p, extra = f"{name}.stage2", None
+    if sde:
+        extra = tuple(np.stack([np.stack([np.asarray(normalize_sde_noise(jnp.asarray(
+            fx[f"{p}.sde_noise_raw.{i:02d}.{k}.{s}"], jnp.float32))) for k in ("substep", "step")]) for i in range(3)])
+            for s in ("video", "audio"))
+    dec = np.moveaxis(fx[f"{name}.decode.noise"], 1, -1) if f"{name}.decode.noise" in fx else None
+    return StageNoise(fx[f"{p}.video.noise"], fx[f"{p}.audio.noise"], extra), dec
+
+
+def _check_stage2(fx: Fixture, name: str, out) -> None:  # noqa: ANN001
+    """Stage 2 (chained from our stage 1) and the decode against the official pipeline's."""
+    assert relative_error(_official(out.latent), fx[f"{name}.stage2.out.video_latent"]) <= BOUND
+    assert relative_error(_official(out.video), fx[f"{name}.decode.out.video"]) <= BOUND
+    assert relative_error(np.asarray(out.audio), fx[f"{name}.stage2.out.audio_latent"].transpose(0, 2, 1, 3).reshape(
+        np.asarray(out.audio).shape)) <= BOUND
 
 
 def test_dev_pipelines_replay_the_guided_run(loops_models):
     """dev one-stage at 128 px and dev two-stage's stage 1 (256 px target) both equal the official guided run
-    (CFG + STG + modality + rescale, 4 steps); stage 2 then runs the LoRA-merged copy."""
+    (CFG + STG + modality + rescale, 4 steps); stage 2 and the decode, on the base weights, equal the official
+    dev two-stage run's (`dev2`), and with the LoRA-merged stage-2 copy they differ."""
     fx, models = loops_models
     g = recorded_guidance(fx, "guided")
     prompt, noise = _loops_prompt(fx), {"stage1": _noise(fx, "guided")}
@@ -81,27 +107,38 @@ def test_dev_pipelines_replay_the_guided_run(loops_models):
                         audio=g.audio, noise=noise, record=True, decode=False)
     assert relative_error(_official(one.latent), fx["guided.out.video_latent"]) <= BOUND
     assert relative_error(np.asarray(one.audio), fx["guided.out.audio_tokens"]) <= BOUND
+    noise["stage2"], decode_noise = _stage2_noise(fx, "dev2")
     two = dev_two_stage(models, prompt, Request(frames=17, height=256, width=256, seed=1), steps=4, video=g.video,
                         audio=g.audio, noise=noise, record=True, decode=False)
     assert relative_error(_official(two.stages[0].video), fx["guided.out.video_latent"]) <= BOUND
     assert two.latent.shape == (1, 3, 8, 8, 16) and np.isfinite(np.asarray(two.latent)).all()
-    base = models.dit  # the same stage 2 on the base weights differs: the LoRA copy was used
+    base = models.dit  # stage 2 on the base weights: the official dev2 run (ltx-core cannot fuse into float32)
     models.dit_stage2, keep = models.dit, models.dit_stage2
     try:
         plain = dev_two_stage(models, prompt, Request(frames=17, height=256, width=256, seed=1), steps=4,
-                              video=g.video, audio=g.audio, noise=noise, record=True, decode=False)
+                              video=g.video, audio=g.audio, noise=noise, decode_noise=decode_noise, record=True)
     finally:
         models.dit_stage2 = keep
+    _check_stage2(fx, "dev2", plain)
+    # the same noise with the LoRA-merged stage-2 copy differs: `two` used it
     assert base is models.dit and relative_error(np.asarray(plain.latent), np.asarray(two.latent)) > 1e-3
 
 
 def test_hq_pipeline_replays_the_res2s_run(loops_models):
     fx, models = loops_models
     g = recorded_guidance(fx, "res2s")
-    out = hq_two_stage(models, _loops_prompt(fx), Request(frames=17, height=256, width=256), steps=3, video=g.video,
-                       audio=g.audio, noise={"stage1": _noise(fx, "res2s", sde=True)}, record=True, decode=False)
+    stage2, decode_noise = _stage2_noise(fx, "hq2", sde=True)
+    models.dit_stage2, keep = None, models.dit_stage2  # the official hq2 run's stage 2 is the base model
+    try:
+        out = hq_two_stage(models, _loops_prompt(fx), Request(frames=17, height=256, width=256), steps=3,
+                           video=g.video, audio=g.audio, noise={"stage1": _noise(fx, "res2s", sde=True),
+                                                                "stage2": stage2},
+                           decode_noise=decode_noise, record=True)
+    finally:
+        models.dit_stage2 = keep
     assert relative_error(_official(out.stages[0].video), fx["res2s.out.video_latent"]) <= BOUND
     assert len(out.stages[1].record["video_x0"]) == 7  # stage 2: 3 res_2s steps (2 evals each) + the final eval
+    _check_stage2(fx, "hq2", out)
 
 
 @pytest.mark.parametrize("run, frame_idx, strength", [("i2v.s100", 0, 1.0), ("i2v.s050", 0, 0.5),

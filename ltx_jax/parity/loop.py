@@ -149,6 +149,12 @@ def _has_two_stage(fx: Fixture) -> bool:
     return fx.kind == "ltx" and "loop.stage1.video.noised_latent" in fx and "connector.out.video_encoding" in fx
 
 
+NOT_CHECKED = [
+    (r"^loop_bf16\.", "the distilled pipeline in bf16 (an extra of our builder): compared end to end through the CLI's "
+                      "default bf16 path by cosine and relative L2 in tests/test_bf16_pipeline.py; max-abs bounds "
+                      "mean little in bf16"),
+]
+
 CHECKS = [
     Check("loop", _has_two_stage, _two_stage_checks,
           covers=r"^loop\.(step\d+\.|stage[12]\.out\.|upsample\.out|decode\.out|stage2\.in\.upsampled_latent$"

@@ -57,13 +57,14 @@ def run(args: argparse.Namespace) -> int:
 
     from ltx_jax.configs import Runtime
     from ltx_jax.pipelines.generation import PIPELINES, Request, validate
-    from ltx_jax.pipelines.media import ImageCondition, MediaError, load_image, write_frames
+    from ltx_jax.pipelines.media import ImageCondition, MediaError, load_image, output_formats, write_frames
     from ltx_jax.pipelines.stages import load_models, load_noise, load_prompt
     from ltx_jax.sampling.loops import Callbacks
     from ltx_jax.types import VideoShapeError
 
     t0 = time.perf_counter()
     try:
+        formats = output_formats(args.format)  # an unknown format is refused before anything is loaded or generated
         images = tuple(ImageCondition(load_image(path), frame_idx=int(frame), strength=float(strength), crf=args.crf)
                        for path, frame, strength in args.image)
         request = Request(frames=args.frames, height=args.height, width=args.width, fps=args.fps, seed=args.seed,
@@ -107,9 +108,10 @@ def run(args: argparse.Namespace) -> int:
         frames = out.frames_uint8()
         t_run = time.perf_counter()
         fps = args.fps * (2 if args.temporal_upscale else 1)
-        files = write_frames(args.out, frames, fps, tuple(f for f in args.format.split(",") if f))
-        np.savez(Path(args.out) / "latents.npz", video_latent=np.asarray(out.latent),
-                 audio_tokens=np.asarray(out.audio))
+        files = write_frames(args.out, frames, fps, formats)
+        # float32: a bf16 array would be stored by numpy as raw bytes ('V2'), unreadable as numbers
+        np.savez(Path(args.out) / "latents.npz", video_latent=np.asarray(out.latent, np.float32),
+                 audio_tokens=np.asarray(out.audio, np.float32))
     except (ValueError, VideoShapeError, MediaError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

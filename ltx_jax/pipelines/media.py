@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["ImageCondition", "DEFAULT_IMAGE_CRF", "load_image", "crf_round_trip", "resize_and_center_crop",
-           "preprocess_image", "write_png", "write_frames", "MediaError"]
+           "preprocess_image", "write_png", "write_frames", "MediaError", "OUTPUT_FORMATS", "output_formats"]
 
 DEFAULT_IMAGE_CRF = 33  # ltx_pipelines DEFAULT_IMAGE_CRF
 
@@ -167,6 +167,18 @@ def write_png(path: str | Path, rgb: np.ndarray) -> None:
     header = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)
     Path(path).write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw, 6))
                            + chunk(b"IEND", b""))
+
+
+OUTPUT_FORMATS = ("npz", "png", "mp4")
+
+
+def output_formats(spec: str) -> tuple[str, ...]:
+    """The formats of a comma-separated `--format` value, refusing unknown or no formats (before any work)."""
+    formats = tuple(f.strip() for f in spec.split(",") if f.strip())
+    unknown = [f for f in formats if f not in OUTPUT_FORMATS]
+    if unknown or not formats:
+        raise MediaError(f"unknown output format(s) {unknown or [spec]}; choose from {', '.join(OUTPUT_FORMATS)}")
+    return formats
 
 
 def write_frames(out_dir: str | Path, frames: np.ndarray, fps: float,

@@ -83,6 +83,13 @@ def build(out_dir: Path, name: str, preset: dict, seed: int, with_loop: bool, wi
         loop.run_distilled_loop(rec, loaded["transformer"], loaded["vae_encoder"], loaded["vae_decoder"],
                                 ups[LOOP_UPSAMPLER], vctx, actx, channels, seeds["loop"])
         lap("loop")
+        # The same pipeline as DistilledPipeline runs it by default: bf16 models, latents and noise (loop_bf16.*)
+        bf = torch.bfloat16
+        ctx16 = [torch.from_numpy(rec.arrays[f"connector.out_bf16.{m}_encoding"]).to(bf) for m in ("video", "audio")]
+        loop.run_distilled_loop(rec, lb.transformer(), lb.video_encoder(), lb.video_decoder(),
+                                ledger(out_dir, bf, LOOP_UPSAMPLER).spatial_upsampler(), *ctx16, channels,
+                                seeds["loop"], dtype=bf, prefix="loop_bf16")
+        lap("loop_bf16")
 
     fp8 = None
     if with_fp8:

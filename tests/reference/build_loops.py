@@ -28,6 +28,7 @@ torch.set_num_threads(1)
 from build import load_preset  # noqa: E402
 from ltxref.atomic import Laps, build_atomically  # noqa: E402
 from ltxref import loops_cases as lc  # noqa: E402
+from ltxref import loops_stage2 as S2  # noqa: E402
 from ltxref.components import CHECKPOINT_FILE, UPSAMPLER_KINDS, checkpoint_config
 from ltxref.official import package_versions
 from ltxref.record import Recorder
@@ -61,6 +62,11 @@ FUNCTIONS_USED = {
                  "denoise_audio_video", "VideoLatentTools.clear_conditioning", "X0Model"],
     "keyframe.attn": ["VideoLatentTools.create_initial_state", "ConditioningItemAttentionStrengthWrapper",
                       "VideoConditionByKeyframeIndex", "VideoLatentTools.clear_conditioning"],
+    "dev2": ["upsample_video", "STAGE_2_DISTILLED_SIGMA_VALUES", "GaussianNoiser", "EulerDiffusionStep",
+             "simple_denoising_func", "euler_denoising_loop", "denoise_audio_video", "VideoDecoder", "X0Model"],
+    "hq2": ["upsample_video", "STAGE_2_DISTILLED_SIGMA_VALUES", "GaussianNoiser", "Res2sDiffusionStep",
+            "simple_denoising_func", "res2s_audio_video_denoising_loop", "_get_new_noise", "denoise_audio_video",
+            "VideoDecoder", "X0Model"],
     "res2s": ["LTX2Scheduler.execute", "LTX_2_3_HQ_PARAMS", "GaussianNoiser", "Res2sDiffusionStep",
               "MultiModalGuider", "multi_modal_guider_denoising_func", "res2s_audio_video_denoising_loop",
               "_get_new_noise", "get_res2s_coefficients", "post_process_latent", "denoise_audio_video", "X0Model"],
@@ -106,7 +112,9 @@ def build(out_dir: Path, name: str, preset: dict, seed: int) -> dict:
     setup = lc.Setup(transformer=loaded["transformer"], encoder=loaded["vae_encoder"], ctx=ctx,
                      channels=preset["transformer"]["in_channels"], num_layers=preset["transformer"]["num_layers"])
     lap("sched_ctx")
+    stage2 = dict(upsampler=loaded[f"upsampler.{S2.UPSAMPLER}"], decoder=loaded["vae_decoder"], pixels=lc.PIXELS)
     runs = {"guided": lc.run_guided(rec, setup, detected, seeds["noise.guided"])}
+    runs["dev2"] = S2.run_stage2(rec, setup, "dev2", *setup.last, **stage2)
     lap("guided")
     runs["i2v"] = lc.run_i2v(rec, setup, g, {t: seeds[f"noise.i2v.{t}"] for t in lc.I2V_STRENGTHS})
     lap("i2v")
@@ -114,6 +122,7 @@ def build(out_dir: Path, name: str, preset: dict, seed: int) -> dict:
     runs["keyframe.attn"] = lc.run_attention_strength(rec, setup, g)
     lap("keyframe")
     runs["res2s"] = lc.run_res2s(rec, setup, seeds["noise.res2s"])
+    runs["hq2"] = S2.run_stage2(rec, setup, "hq2", *setup.last, **stage2)
     lap("res2s")
 
     rec.save(str(out_dir / "fixtures.npz"))

@@ -64,10 +64,12 @@ class RecordingX0:
 
 def run_distilled_loop(rec: Recorder, x0_model: torch.nn.Module, encoder: torch.nn.Module,
                        decoder: torch.nn.Module, upsampler: torch.nn.Module, video_context: torch.Tensor,
-                       audio_context: torch.Tensor, latent_channels: int, seed: int) -> None:
+                       audio_context: torch.Tensor, latent_channels: int, seed: int, dtype: torch.dtype = torch.float32,
+                       prefix: str = "loop") -> None:
+    """The distilled two-stage loop recorded under `<prefix>.*` (`loop` in float32 as the format doc says; our
+    builder also records `loop_bf16` with bf16 models and dtype, as `DistilledPipeline` runs by default)."""
     pixels = LOOP_PIXELS
     assert_resolution(height=pixels.height, width=pixels.width, is_two_stage=True)
-    dtype = torch.float32
     generator = torch.Generator(device=CPU).manual_seed(seed)
     noiser = RecordingNoiser(generator)
     stepper = EulerDiffusionStep()
@@ -102,37 +104,39 @@ def run_distilled_loop(rec: Recorder, x0_model: torch.nn.Module, encoder: torch.
     )
     video, decode_noise = decode(decoder, video_state.latent, generator)
 
-    rec.add("loop.seed", torch.tensor([seed], dtype=torch.int64), note="torch.Generator seed of the pipeline")
-    rec.add("loop.stage1.sigmas", stage_1_sigmas, note="DISTILLED_SIGMA_VALUES")
-    rec.add("loop.stage2.sigmas", stage_2_sigmas, note="STAGE_2_DISTILLED_SIGMA_VALUES")
-    rec.add("loop.sigmas.stage1", stage_1_sigmas, note="older name of loop.stage1.sigmas (format doc)")
-    rec.add("loop.sigmas.stage2", stage_2_sigmas, note="older name of loop.stage2.sigmas (format doc)")
+    rec.add(f"{prefix}.seed", torch.tensor([seed], dtype=torch.int64), note="torch.Generator seed of the pipeline")
+    rec.add(f"{prefix}.stage1.sigmas", stage_1_sigmas, note="DISTILLED_SIGMA_VALUES")
+    rec.add(f"{prefix}.stage2.sigmas", stage_2_sigmas, note="STAGE_2_DISTILLED_SIGMA_VALUES")
+    if prefix == "loop":
+        rec.add("loop.sigmas.stage1", stage_1_sigmas, note="older name of loop.stage1.sigmas (format doc)")
+        rec.add("loop.sigmas.stage2", stage_2_sigmas, note="older name of loop.stage2.sigmas (format doc)")
     labels = ("stage1.video", "stage1.audio", "stage2.video", "stage2.audio")
     if len(noiser.calls) != len(labels):
         raise AssertionError(f"expected 4 noiser calls, got {len(noiser.calls)}")
     for label, call in zip(labels, noiser.calls, strict=True):
         for field in ("pre_noise_latent", "noise", "noised_latent", "noise_scale", "positions", "denoise_mask"):
             note = "token layout [B, T, C]" if field in ("pre_noise_latent", "noise", "noised_latent") else None
-            rec.add(f"loop.{label}.{field}", call[field], note=note)
+            rec.add(f"{prefix}.{label}.{field}", call[field], note=note)
     n_steps = (len(stage_1_sigmas) - 1) + (len(stage_2_sigmas) - 1)
     if len(transformer.calls) != n_steps:
         raise AssertionError(f"expected {n_steps} transformer calls, got {len(transformer.calls)}")
     for i, (vx0, ax0) in enumerate(transformer.calls):
-        rec.add(f"loop.step{i:02d}.video_x0", vx0, note="X0Model output, token layout")
-        rec.add(f"loop.step{i:02d}.audio_x0", ax0, note="X0Model output, token layout")
-    rec.add("loop.stage1.out.video_latent", stage_1[0], note="unpatchified [B, C, F, H, W]")
-    rec.add("loop.stage1.out.audio_latent", stage_1[1], note="unpatchified [B, 8, T, 16]")
-    rec.add("loop.upsample.out.video_latent", upscaled, note="upsample_video(stage-1 latent), spatial_x2_rational")
-    rec.add("loop.stage2.in.upsampled_latent", upscaled, note="older name of loop.upsample.out.video_latent")
-    for label, call in zip(labels, noiser.calls, strict=True):  # older names of the positions (format doc)
-        if label.endswith("video"):
-            rec.add(f"loop.{label.split('.')[0]}.video_positions", call["positions"], note="older name")
-        elif label == "stage1.audio":
-            rec.add("loop.audio_positions", call["positions"], note="older name")
-    rec.add("loop.stage2.out.video_latent", video_state.latent, note="unpatchified")
-    rec.add("loop.stage2.out.audio_latent", audio_state.latent, note="unpatchified")
+        rec.add(f"{prefix}.step{i:02d}.video_x0", vx0, note="X0Model output, token layout")
+        rec.add(f"{prefix}.step{i:02d}.audio_x0", ax0, note="X0Model output, token layout")
+    rec.add(f"{prefix}.stage1.out.video_latent", stage_1[0], note="unpatchified [B, C, F, H, W]")
+    rec.add(f"{prefix}.stage1.out.audio_latent", stage_1[1], note="unpatchified [B, 8, T, 16]")
+    rec.add(f"{prefix}.upsample.out.video_latent", upscaled, note="upsample_video(stage-1 latent), spatial_x2_rational")
+    if prefix == "loop":
+        rec.add("loop.stage2.in.upsampled_latent", upscaled, note="older name of loop.upsample.out.video_latent")
+        for label, call in zip(labels, noiser.calls, strict=True):  # older names of the positions (format doc)
+            if label.endswith("video"):
+                rec.add(f"loop.{label.split('.')[0]}.video_positions", call["positions"], note="older name")
+            elif label == "stage1.audio":
+                rec.add("loop.audio_positions", call["positions"], note="older name")
+    rec.add(f"{prefix}.stage2.out.video_latent", video_state.latent, note="unpatchified")
+    rec.add(f"{prefix}.stage2.out.audio_latent", audio_state.latent, note="unpatchified")
     if decode_noise is not None:
-        rec.add("loop.decode.noise", decode_noise, note="drawn from the same generator after stage 2")
-    rec.add("loop.decode.out.video", video, note="untiled float decode, before the uint8 mapping")
+        rec.add(f"{prefix}.decode.noise", decode_noise, note="drawn from the same generator after stage 2")
+    rec.add(f"{prefix}.decode.out.video", video, note="untiled float decode, before the uint8 mapping")
     if float(video.std()) < 1e-3:
         raise AssertionError("loop decode is constant")

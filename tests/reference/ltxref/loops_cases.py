@@ -58,6 +58,7 @@ class Setup:
     ctx: dict[str, tuple[torch.Tensor, torch.Tensor]]  # {"pos"|"neg": (video, audio)}
     channels: int
     num_layers: int
+    last: tuple | None = None  # (generator, (video_state, audio_state)) of the latest run, for a stage 2 to continue
 
     def components(self) -> PipelineComponents:
         c = PipelineComponents(dtype=F32, device=CPU)
@@ -174,6 +175,7 @@ def _euler(s: Setup, run: str, rec: Recorder, sigmas: torch.Tensor, conditioning
                               stepper=stepper, denoising_loop_fn=cap, components=s.components(), dtype=F32,
                               device=CPU)
     check_euler_consistency(run, ev, stepper, cap)
+    s.last = (generator, out)
     info = record_run(rec, run, sigmas, noiser, ev, cap, out, guided=guided)
     return info | {"noise_seed": seed}
 
@@ -299,6 +301,7 @@ def run_res2s(rec: Recorder, s: Setup, seed: int) -> dict:
     out = denoise_audio_video(output_shape=PIXELS, conditionings=[], noiser=noiser, sigmas=sigmas,
                               stepper=Res2sDiffusionStep(), denoising_loop_fn=cap, components=s.components(),
                               dtype=F32, device=CPU)
+    s.last = (generator, out)
     info = record_run(rec, "res2s", sigmas, noiser, ev, cap, out, guided=True, prefix="eval")
 
     loop_sigmas = torch.cat([sigmas[:-1], torch.tensor([RES2S_FINAL_SIGMA, 0.0])]) if sigmas[-1] == 0 else sigmas
