@@ -7,7 +7,7 @@ the runner runs for real on the LoRA folder (its cheapest full run) through the 
 from __future__ import annotations
 
 import json
-import shutil
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -20,6 +20,7 @@ from conftest import ROOT, build_loops_reference, build_lora_reference, build_re
 
 pytestmark = pytest.mark.reference
 PARITY = ROOT / "experiments" / "parity.py"
+ENV = {**os.environ, "PYTHONPATH": str(ROOT)}  # this checkout's ltx_jax, whatever the editable install points to
 
 
 def _names(path: Path) -> set[str]:
@@ -49,7 +50,7 @@ def test_runner_cli_json_ok_on_a_lora_folder():
     """A full run through the CLI: `ok` from the JSON, every array accounted for, merged weights bit for bit."""
     path = build_lora_reference("ltx2-tiny", 0)
     result = subprocess.run([sys.executable, str(PARITY), str(path), "--json"], capture_output=True, text=True,
-                            cwd=ROOT)
+                            cwd=ROOT, env=ENV)
     out = json.loads(result.stdout)
     assert out["ok"] is True and result.returncode == 0, (out["unclaimed"], result.stderr[-2000:])
     assert _accounted(out) == _names(path) and not out["unclaimed"]
@@ -78,7 +79,7 @@ def test_an_unclaimed_array_fails_the_run(tmp_path):
     """An array no check knows (another builder's extra) makes `ok` false and the exit code 1."""
     path = _copy(build_lora_reference("ltx2-tiny", 0), tmp_path / "fx", {"lora.mystery.out.thing": np.ones(3)})
     result = subprocess.run([sys.executable, str(PARITY), str(path), "--json", "--only", "^nothing$"],
-                            capture_output=True, text=True, cwd=ROOT)
+                            capture_output=True, text=True, cwd=ROOT, env=ENV)
     out = json.loads(result.stdout)
     assert out["ok"] is False and result.returncode == 1
     assert list(out["unclaimed"]) == ["lora.mystery.out.thing"]

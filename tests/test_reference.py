@@ -5,6 +5,7 @@ and our side of the file contract (schema, configs, inspect) on the files ltx-co
 """
 
 import json
+import os
 import subprocess
 import sys
 
@@ -73,7 +74,8 @@ def test_inspect_on_the_official_checkpoint_and_its_fp8_variant(reference):
 
 def test_parity_cli_json_format(reference):
     result = subprocess.run([sys.executable, str(ROOT / "experiments/parity.py"), str(reference), "--json"],
-                            capture_output=True, text=True, cwd=ROOT)
+                            capture_output=True, text=True, cwd=ROOT,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
     out = json.loads(result.stdout)
     assert set(out) == {"ok", "arrays", "skipped", "inputs", "unclaimed"}
     failed = {n: a for n, a in out["arrays"].items() if not a["ok"]}
@@ -88,5 +90,6 @@ def test_parity_cli_json_format(reference):
 
 def test_parity_cli_refuses_a_non_fixture(tmp_path):
     result = subprocess.run([sys.executable, str(ROOT / "experiments/parity.py"), str(tmp_path)],
-                            capture_output=True, text=True, cwd=ROOT)
+                            capture_output=True, text=True, cwd=ROOT,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert result.returncode == 2 and "not a fixture directory" in result.stderr

@@ -24,8 +24,9 @@ KINDS = ("spatial_x2", "spatial_x2_rational", "spatial_x1_5_rational", "temporal
 def test_upsampler_parity(reference_seeds):
     report = run_parity(reference_seeds, only="^upsampler$")
     assert set(report.arrays) == {f"upsampler.out.{p}{k}" for k in KINDS for p in ("", "upsample_video_")}
+    assert report.ok and not report.unclaimed, report.to_json()
     for name, a in report.arrays.items():
-        assert a["max_rel_err"] <= 2e-5, (name, a)
+        assert a["max_rel_err"] <= 2e-5, (name, a)  # measured <= 2.3e-6
 
 
 CONFIGS = [SPATIAL_X2_2, SPATIAL_X2_2_3, *TINY_UPSAMPLERS.values(),

@@ -24,8 +24,9 @@ F32 = Runtime(param_dtype="float32", compute_dtype="float32")
 def test_vae_parity(reference_seeds):
     report = run_parity(reference_seeds, only="^vae$")
     assert set(report.arrays) == {"vae_encode.out.latent", "vae_decode.out.video"}
+    assert report.ok and not report.unclaimed, report.to_json()
     for name, a in report.arrays.items():
-        assert a["max_rel_err"] <= 2e-5, (name, a)
+        assert a["max_rel_err"] <= 1e-5, (name, a)  # measured <= 1.4e-6
 
 
 def _module_schema(module_cls, config, prefix: str) -> dict[str, tuple[int, ...]]:

@@ -94,6 +94,11 @@ def _scaled(fx: Fixture) -> Iterator[tuple[str, np.ndarray, float]]:
                         dtype=np.dtype(ml_dtypes.bfloat16))
     for array in fx.names(r"^lora\.fp8scaled_ab\.weight\."):
         key = TRANSFORMER_PREFIX + array[len("lora.fp8scaled_ab.weight."):]
+        if key not in merged.targets and merged.specs()[key].dtype == np.dtype(ml_dtypes.float8_e4m3fn):
+            yield array, None, ("no LoRA targets this scaled-FP8 weight: the builder called apply_loras outside a "
+                                "loader, which casts it to bf16 without its scale (raw e4m3 values, [in, out]); a "
+                                "loader keeps it with its scale, as we do, so that cast is not reproduced")
+            continue
         yield array, merged.read(key).astype(np.float32), 0.0
         scale = f"lora.fp8scaled_ab.weight_scale.{key[len(TRANSFORMER_PREFIX):]}"
         if scale in fx:
