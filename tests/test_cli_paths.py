@@ -83,8 +83,22 @@ def _mp4_frames(path: Path) -> np.ndarray:
 
 
 @pytest.mark.reference
-def test_generate_dev_and_hq_with_lora_upscales_tiling_and_mp4(tmp_path, capsys):
+def test_generate_dev_and_hq_with_lora_upscales_tiling_and_mp4(tmp_path, capsys, monkeypatch):
+    import dataclasses
+
     from conftest import build_loops_reference, build_lora_reference
+    from ltx_jax.pipelines import generation
+
+    # The official dev defaults name STG block 28 (of 48); the tiny model has 2 blocks and the CLI takes no
+    # guidance flags, so the defaults' STG block becomes the last one, as in the loop fixture's guided run.
+    official = generation.defaults_for_version
+
+    def tiny_defaults(version):  # noqa: ANN001, ANN202
+        d = official(version)
+        last = (fx.manifest["config"]["transformer"]["num_layers"] - 1,)
+        return dataclasses.replace(d, video=dataclasses.replace(d.video, stg_blocks=last),
+                                   audio=dataclasses.replace(d.audio, stg_blocks=last))
+    monkeypatch.setattr(generation, "defaults_for_version", tiny_defaults)
 
     loops = build_loops_reference("ltx23-tiny", 0)
     lora = build_lora_reference("ltx23-tiny", 0) / "lora_a_attn_r4.safetensors"
@@ -110,7 +124,10 @@ def test_generate_dev_and_hq_with_lora_upscales_tiling_and_mp4(tmp_path, capsys)
     assert frames.std() > 1.0  # not a constant image
     decoded, mp4_fps = _mp4_frames(dev / "video.mp4")
     assert decoded.shape == frames.shape and mp4_fps == 48.0
-    assert np.abs(decoded.astype(int) - frames).mean() < 12  # H.264 is lossy; the same video comes back
+    # H.264 is lossy and the random-weight frames are noise-like, so compare what it keeps: 16x16 block means
+    blocks = [x.reshape(17, 12, 16, 12, 16, 3).astype(np.float64).mean(axis=(2, 4)) for x in (decoded, frames)]
+    err, corr = np.abs(blocks[0] - blocks[1]).mean(), np.corrcoef(blocks[0].ravel(), blocks[1].ravel())[0, 1]
+    assert err < 8 and corr > 0.9, (err, corr)
     with np.load(dev / "latents.npz") as z:
         assert z["video_latent"].shape == (1, 3, 6, 6, 16)
 
