@@ -14,14 +14,14 @@ import numpy as np
 import pytest
 
 from ltx_jax.cli import main
-from ltx_jax.convert.safetensors_file import SafetensorsFile
+from ltx_jax.checkpoint.safetensors_file import SafetensorsFile
 from ltx_jax.parity import Fixture
 
 
 @pytest.fixture
 def official_file(tmp_path) -> Path:
     from ltx_jax.configs import TINY_UPSAMPLERS
-    from ltx_jax.convert.synthetic import write_upsampler
+    from ltx_jax.checkpoint.synthetic import write_upsampler
     return write_upsampler(TINY_UPSAMPLERS["spatial_x2"], tmp_path / "up.safetensors")
 
 

@@ -21,10 +21,10 @@ import ml_dtypes
 import numpy as np
 from flax import nnx
 
-from ltx_jax.convert.lora import LoraMerged
-from ltx_jax.convert.restore import restore
-from ltx_jax.convert.schema import TRANSFORMER_PREFIX
-from ltx_jax.convert.source import Source, SafetensorsSource, TensorSpec
+from ltx_jax.checkpoint.loader import restore
+from ltx_jax.checkpoint.lora import LoraMerged
+from ltx_jax.checkpoint.schema import TRANSFORMER_PREFIX
+from ltx_jax.checkpoint.source import SafetensorsSource, Source, TensorSpec
 from ltx_jax.parity import Check, Fixture, FixtureError
 from ltx_jax.parity.transformer import BF16, BOUND_BF16, BOUND_F32, F32, TRANSFORMER_INPUTS, _modality, _velocity_and_x0
 from ltx_jax.transformer import Perturbations
