@@ -77,12 +77,12 @@ def _copy(src: Path, dst: Path, extra: dict[str, np.ndarray] | None = None, mani
 
 def test_an_unclaimed_array_fails_the_run(tmp_path):
     """An array no check knows (another builder's extra) makes `ok` false and the exit code 1."""
-    path = _copy(build_lora_reference("ltx2-tiny", 0), tmp_path / "fx", {"lora.mystery.out.thing": np.ones(3)})
+    path = _copy(build_lora_reference("ltx2-tiny", 0), tmp_path / "fx", {"mystery.out.thing": np.ones(3)})
     result = subprocess.run([sys.executable, str(PARITY), str(path), "--json", "--only", "^nothing$"],
                             capture_output=True, text=True, cwd=ROOT, env=ENV)
     out = json.loads(result.stdout)
     assert out["ok"] is False and result.returncode == 1
-    assert list(out["unclaimed"]) == ["lora.mystery.out.thing"]
+    assert list(out["unclaimed"]) == ["mystery.out.thing"]
 
 
 def test_schedules_are_computed_and_compared_bit_for_bit(tmp_path):
