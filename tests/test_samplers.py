@@ -44,6 +44,12 @@ def test_loop_fixture_run(loops_reference, run):
     fx = Fixture(loops_reference)
     ours = run_loop_fixture(fx, run)
     errs = _check_all(fx, ours, rf"^{run}\.(step|eval)\d\d\.(video|audio)_(latent_in|x0)|^{run}\.out\.")
+    # what the runner claims bit for bit: per-evaluation sigma (float64 at res_2s sub-steps) and timesteps, masks,
+    # positions of the conditioned state
+    exact = [n for n in ours if n in fx and n.endswith((".sigma", "_timesteps", ".denoise_mask", ".positions"))]
+    assert len(exact) >= 12
+    for n in exact:
+        assert np.asarray(ours[n]).astype(fx[n].dtype).tobytes() == fx[n].tobytes(), n
     if run in ("guided", "res2s"):  # guidance changes x0 far beyond the bound: the passes are really combined
         assert relative_error(fx[f"{run}.{'step' if run == 'guided' else 'eval'}00.video_x0.cond"],
                               fx[f"{run}.{'step' if run == 'guided' else 'eval'}00.video_x0"]) > 100 * BOUND

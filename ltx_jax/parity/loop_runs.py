@@ -147,6 +147,7 @@ def run_loop_fixture(fx: Fixture, run: str) -> dict[str, np.ndarray]:
     from ltx_jax.parity.schedules import run_schedule
     from ltx_jax.sampling import clear_conditioning, noise_latent, post_process_latent
     from ltx_jax.sampling.loops import Sampler, _res2s_evals, sample
+    from ltx_jax.sampling.steps import res2s_plan
     from ltx_jax.sampling.samplers import Prompt
 
     _, dit, _, _ = loop_models(str(fx.path))
@@ -173,14 +174,17 @@ def run_loop_fixture(fx: Fixture, run: str) -> dict[str, np.ndarray]:
         out.update(compared)
         kw["sde_noise"] = (v, a)
         evals, _ = _res2s_evals(sampler)
-        sigmas = evals["sigma_t"]  # float32 of the float64 sub-step sigma (the model gets sigma_m, see model_sigma)
+        sub = res2s_plan(sampler.sigmas).column("sub_sigma")  # float64 sqrt(sigma_i * sigma_i+1), as the official
+        sigmas = [sub[s] if ph == 1 else evals["sigma_t"][i] for i, (ph, s) in enumerate(zip(evals["phase"],
+                                                                                          evals["step"]))]
     else:
         sigmas = sampler.sigmas[:-1]
     res = sample(dit, sampler, states["video"], states["audio"], prompt, record=True, **kw)
     label = "eval" if res2s else "step"
     for e in range(res.record["video_x0"].shape[0]):
         p = f"{run}.{label}{e:02d}"
-        out[f"{p}.sigma"] = np.asarray([sigmas[e]], np.float32)
+        # the sub-step sigma is a float64 0-d tensor in the official loop; stored in the fixture's own dtype
+        out[f"{p}.sigma"] = np.asarray([sigmas[e]], fx[f"{p}.sigma"].dtype if f"{p}.sigma" in fx else np.float32)
         for s in ("video", "audio"):
             st = states[s]
             out[f"{p}.{s}_timesteps"] = np.asarray(st.denoise_mask * jnp.float32(sigmas[e]))
