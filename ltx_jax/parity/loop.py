@@ -28,7 +28,7 @@ __all__ = ["CHECKS", "BOUND", "run_two_stage", "audio_tokens_to_official", "loop
 
 # float32, max |ours - ref| / max |ref|: measured <= 3.3e-6 (x0 of every step, both tiny configs, 3 seeds)
 BOUND = 4e-5
-BOUND_DECODE = 1e-5  # decoded video of the chained loop: measured <= 1e-6
+BOUND_DECODE = 2.5e-5  # decoded video of the chained loop: measured <= 2.5e-6
 CHECKPOINT = "ltx_checkpoint.safetensors"
 
 

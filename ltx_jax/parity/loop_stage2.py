@@ -22,8 +22,8 @@ from ltx_jax.parity import Check, Fixture, FixtureError
 __all__ = ["CHECKS", "run_stage2", "STAGE2_RUNS"]
 
 STAGE2_RUNS = {"dev2": ("guided", "euler"), "hq2": ("res2s", "res2s")}
-BOUND = 4e-5  # float32 latents and x0: measured <= 2.6e-6 (both tiny configs)
-BOUND_DECODE = 1e-5  # measured <= 1.1e-6
+BOUND = 4e-5  # float32 latents and x0: measured <= 3.5e-6 (ltx23-tiny)
+BOUND_DECODE = 2e-5  # measured <= 2.2e-6
 
 
 def _upsampler(fx: Fixture, name: str) -> str:
