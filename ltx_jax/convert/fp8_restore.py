@@ -31,17 +31,17 @@ from ltx_jax.convert.source import FP8_DTYPES, Source, normalize_index
 from ltx_jax.nn.fp8 import E4M3, FP8Weight, check_fp8
 from ltx_jax.nn.linear import Linear
 
-__all__ = ["scaled_fp8_layers", "block_plan", "restore_fp8_state"]
+__all__ = ["fp8_layers", "block_plan", "restore_fp8_state"]
 
 _BLOCKS = "transformer_blocks"
 
 
-def scaled_fp8_layers(source: Source, prefix: str = "") -> set[str]:
-    """File keys (without `.weight`) of the Linears stored as scaled FP8 under `prefix`."""
+def fp8_layers(source: Source, prefix: str = "") -> dict[str, bool]:
+    """{file key without `.weight`: scaled?} of the Linears whose weight is stored FP8 under `prefix`
+    (scaled: with a `.weight_scale`, the official FP8 layout; else fp8-cast, no scales)."""
     specs = source.specs()
-    return {k[: -len(".weight")] for k, s in specs.items()
-            if k.startswith(prefix) and k.endswith(".weight") and s.dtype in FP8_DTYPES
-            and k[: -len("weight")] + "weight_scale" in specs}
+    return {k[: -len(".weight")]: k[: -len("weight")] + "weight_scale" in specs for k, s in specs.items()
+            if k.startswith(prefix) and k.endswith(".weight") and s.dtype in FP8_DTYPES}
 
 
 def block_plan(layers: set[str], prefix: str, num_layers: int) -> tuple[list[tuple[int, int]], list[frozenset]]:
@@ -113,17 +113,22 @@ def restore_fp8_state(spec, source: Source, runtime: Runtime, resolve, config, p
     from ltx_jax.convert.restore import _reader  # noqa: PLC0415 (sibling module; restore imports this one lazily)
 
     specs = source.specs()
-    layers = scaled_fp8_layers(source, prefix)
+    kinds = fp8_layers(source, prefix)
+    layers = set(kinds)
     if not layers:
-        raise LoadError(f"{source.name}: Runtime.fp8={runtime.fp8!r} needs scaled FP8 weights (e4m3 `.weight` with "
-                        "`.weight_scale` and `.input_scale`), and this file has none; use fp8='off', or quantize "
-                        "the file first (`ltx-jax quantize`)")
+        raise LoadError(f"{source.name}: Runtime.fp8={runtime.fp8!r} needs FP8 weights (e4m3 `.weight`, with "
+                        "`.weight_scale` and `.input_scale` for the scaled matmul), and this file has none; use "
+                        "fp8='off', or quantize the file first (`ltx-jax quantize`)")
     for layer in sorted(layers):
         if specs[layer + ".weight"].dtype != E4M3:
             raise LoadError(f"{source.name}: {layer}.weight is {specs[layer + '.weight'].dtype}; only float8_e4m3fn "
                             "weights are supported")
-        if layer + ".input_scale" not in specs:
-            raise LoadError(f"{source.name}: {layer}.input_scale is missing (every scaled FP8 Linear needs one)")
+        if kinds[layer] and layer + ".input_scale" not in specs and runtime.fp8 == "scaled":
+            raise LoadError(f"{source.name}: {layer}.input_scale is missing; the scaled FP8 matmul needs one "
+                            "(Runtime.fp8='weights' does not)")
+        if not kinds[layer] and runtime.fp8 == "scaled":
+            raise LoadError(f"{source.name}: {layer}.weight is FP8 without weight_scale / input_scale (fp8-cast "
+                            "layout); the scaled FP8 matmul needs both; use Runtime.fp8='weights'")
 
     abstract = nnx.eval_shape(lambda: spec.build(config, runtime))
     bounds, sets = block_plan(layers, prefix, config.num_layers)
@@ -150,14 +155,15 @@ def restore_fp8_state(spec, source: Source, runtime: Runtime, resolve, config, p
         keys, stacked = _file_keys(path, prefix, bounds, segmented)
         if isinstance(value, FP8Weight):
             bases = [k[: -len(".weight")] for k in keys]
-            names = [(b + ".weight", b + ".weight_scale", b + ".input_scale") for b in bases]
-            flat_names = [n for t in names for n in t]
+            names = [(b + ".weight", *(b + s if b + s in specs else None for s in (".weight_scale", ".input_scale")))
+                     for b in bases]
+            flat_names = [n for t in names for n in t if n is not None]
             want = tuple(value.value.shape[1:] if stacked else value.value.shape)
             for w, _, _ in names:
                 if w in specs and specs[w].shape != want:
                     wrong.append(f"{w}: file {specs[w].shape}, model {want}")
-            for n in flat_names[1::3] + flat_names[2::3]:
-                if n in specs and specs[n].shape not in ((), (1,)):
+            for n in flat_names:
+                if n.endswith("_scale") and specs[n].shape not in ((), (1,)):
                     wrong.append(f"{n}: file {specs[n].shape}, expected a scalar")
         else:
             flat_names = keys
@@ -191,9 +197,13 @@ def restore_fp8_state(spec, source: Source, runtime: Runtime, resolve, config, p
 def _fp8_array(source: Source, names, stacked: bool, abstract: FP8Weight, dotted: str, resolve) -> FP8Weight:
     scales = {}
     for which, col in (("weight_scale", 1), ("input_scale", 2)):
-        vals = [np.asarray(source.read(t[col]), np.float32).reshape(()) for t in names]
+        # Absent scales: fp8-cast weights have weight_scale 1; a missing input_scale is NaN, which
+        # `set_fp8_mode(..., "scaled")` refuses (restore already refused it in scaled mode).
+        vals = [np.float32(1.0 if col == 1 else np.nan) if t[col] is None
+                else np.asarray(source.read(t[col]), np.float32).reshape(()) for t in names]
         for t, v in zip(names, vals):
-            check_fp8(t[0][: -len(".weight")], **{which: v})
+            if t[col] is not None:
+                check_fp8(t[col], **{which: v})
         scales[which] = np.stack(vals) if stacked else vals[0]
     weights = [t[0] for t in names]
 

@@ -39,6 +39,10 @@ FP8_MAX = float(ml_dtypes.finfo(ml_dtypes.float8_e4m3fn).max)  # 448
 MODES = ("off", "weights", "scaled")  # Runtime.fp8
 
 
+# Set by FP8 calibration (`ltx_jax.pipelines.quantize`): called as OBSERVER(linear, x) by every `Linear`.
+OBSERVER = None
+
+
 class FP8Error(ValueError):
     """An FP8 tensor or scale that cannot be used (non-finite, zero or negative scale, wrong dtype)."""
 
@@ -163,10 +167,14 @@ def set_fp8_mode(module: nnx.Module, mode: str) -> nnx.Module:
     """Switch every FP8 weight under `module` to `mode` ('weights' or 'scaled'), in place; returns the module."""
     if mode not in ("weights", "scaled"):
         raise FP8Error(f"FP8 matmul mode {mode!r}; expected 'weights' or 'scaled'")
-    for _, node in module.iter_modules() if hasattr(module, "iter_modules") else nnx.iter_graph(module):
+    for path, node in module.iter_modules():
         weight = getattr(node, "weight", None)
         if isinstance(weight, nnx.Variable) and isinstance(weight.get_value(), FP8Weight):
-            weight.set_value(weight.get_value().replace(mode=mode))
+            w = weight.get_value()
+            if mode == "scaled" and not bool(jnp.all(jnp.isfinite(w.input_scale))):
+                raise FP8Error(f"{type(node).__name__} at {'.'.join(map(str, path))}: no input_scale (weight-only FP8); "
+                               "the scaled matmul needs one")
+            weight.set_value(w.replace(mode=mode))
     return module
 
 

@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from ltx_jax.nn import fp8
 from ltx_jax.nn.fp8 import FP8Weight, fp8_linear
 
 
@@ -35,6 +36,8 @@ class Linear(nnx.Module):
             if bias else None
 
     def __call__(self, x: jax.Array) -> jax.Array:
+        if fp8.OBSERVER is not None:  # FP8 calibration (eager runs only): sees every Linear's input
+            fp8.OBSERVER(self, x)
         weight = self.weight.get_value()
         if isinstance(weight, FP8Weight):
             return fp8_linear(x, weight, None if self.bias is None else self.bias[...])
