@@ -72,7 +72,7 @@ def _abstract_fp8(linear: Linear, lead: tuple[int, ...], mode: str) -> None:
 
 def _make_fp8(module: nnx.Module, names: frozenset | set, lead: tuple[int, ...], mode: str) -> None:
     """Turn the Linears of `module` at the relative paths `names` into abstract FP8 weights."""
-    for path, node in module.iter_modules():
+    for path, node in nnx.iter_modules(module):
         dotted = ".".join(str(p) for p in path)
         if dotted in names and isinstance(node, Linear):
             _abstract_fp8(node, lead, mode)
@@ -140,7 +140,7 @@ def restore_fp8_state(spec, source: Source, runtime: Runtime, resolve, config, p
     else:
         _make_fp8(abstract.transformer_blocks, sets[0], (config.num_layers,), runtime.fp8)
     top = {layer[len(prefix):] for layer in layers if not layer.startswith(prefix + _BLOCKS + ".")}
-    for path, node in abstract.iter_modules():
+    for path, node in nnx.iter_modules(abstract):
         dotted = ".".join(str(p) for p in path)
         if dotted in top and isinstance(node, Linear):
             _abstract_fp8(node, (), runtime.fp8)

@@ -121,15 +121,16 @@ def fp8_linear(x: jax.Array, w: FP8Weight, bias: jax.Array | None = None) -> jax
 
 def quantize_per_tensor(weight: np.ndarray) -> tuple[np.ndarray, np.float32]:
     """(q e4m3 `[out, in]`, weight_scale f32) with weight_scale = amax(|w|) / 448, q = e4m3(clamp(w / scale)),
-    as ltx-core's `quantize_weight_to_fp8_per_tensor` (which multiplies by 448 / amax; so do we) without
-    its transpose. An all-zero weight gets scale 1 (ltx-core would divide by zero)."""
+    bit for bit as ltx-core's `quantize_weight_to_fp8_per_tensor` (q = e4m3(clamp(w * inv)), inv = 448 / amax
+    computed as torch does, weight_scale = 1 / inv) without its transpose. An all-zero weight gets scale 1
+    (ltx-core would divide by zero)."""
     w = np.asarray(weight, np.float32)
     if not np.isfinite(w).all():
         raise FP8Error("cannot quantize a weight holding NaN or inf")
     amax = np.float32(np.abs(w).max()) if w.size else np.float32(0)
     if amax == 0:
         return np.zeros(w.shape, E4M3), np.float32(1.0)
-    inv = np.float32(FP8_MAX) / amax
+    inv = np.float32(np.float32(1.0) / amax) * np.float32(FP8_MAX)  # torch's `448 / t` is `t.reciprocal() * 448`
     q = np.clip(w * inv, -FP8_MAX, FP8_MAX).astype(E4M3)
     return q, np.float32(np.float32(1.0) / inv)
 
@@ -167,7 +168,7 @@ def set_fp8_mode(module: nnx.Module, mode: str) -> nnx.Module:
     """Switch every FP8 weight under `module` to `mode` ('weights' or 'scaled'), in place; returns the module."""
     if mode not in ("weights", "scaled"):
         raise FP8Error(f"FP8 matmul mode {mode!r}; expected 'weights' or 'scaled'")
-    for path, node in module.iter_modules():
+    for path, node in nnx.iter_modules(module):
         weight = getattr(node, "weight", None)
         if isinstance(weight, nnx.Variable) and isinstance(weight.get_value(), FP8Weight):
             w = weight.get_value()

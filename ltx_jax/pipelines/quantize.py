@@ -82,7 +82,7 @@ class QuantizeSpec:
 def _block_linears(config) -> list[str]:
     """Linear paths inside one transformer block (`attn1.to_q`, `ff.net.0.proj`, ...)."""
     model = nnx.eval_shape(lambda: COMPONENTS["transformer"].build(config, Runtime()))
-    return sorted(".".join(str(p) for p in path) for path, node in model.transformer_blocks.iter_modules()
+    return sorted(".".join(str(p) for p in path) for path, node in nnx.iter_modules(model.transformer_blocks)
                   if isinstance(node, Linear))
 
 
@@ -145,7 +145,7 @@ def calibrate(model, spec: QuantizeSpec, layers: list[str]) -> dict[str, float]:
     def run_block(stack, keep, i, vx, ax, vargs, aargs):
         block = nnx.merge(graphdef, jax.tree.map(lambda a: a[i], stack))
         keep_i = jax.tree.map(lambda k: k[i], keep)
-        names = {id(n): ".".join(map(str, p)) for p, n in block.iter_modules() if isinstance(n, Linear)}
+        names = {id(n): ".".join(map(str, p)) for p, n in nnx.iter_modules(block) if isinstance(n, Linear)}
 
         def observe(linear, x):
             if id(linear) in names:
