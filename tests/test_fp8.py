@@ -2,6 +2,7 @@
 FP8 transformer against the official fixture, and our quantizer's file loaded by ltx-core 1.0.0."""
 
 import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -192,3 +193,61 @@ def test_quantized_model_close_to_float32(fixture_dir, quantized):
         err = np.linalg.norm(np.asarray(ours) - ref) / np.linalg.norm(ref)
         assert err < 0.05, (name, err)  # the fixture's own FP8 file: ~1-2e-2 against the same reference
     jax.clear_caches()
+
+
+SHARDED = r"""
+import json, sys
+import jax, jax.numpy as jnp, numpy as np
+from jax.sharding import PartitionSpec as P
+from ltx_jax.configs import Runtime
+from ltx_jax.convert.restore import restore, ShardingRules
+from ltx_jax.convert.safetensors_file import SafetensorsFile
+from ltx_jax.nn.fp8 import fp8_linear, fp8_weights
+from ltx_jax.sharding import make_mesh
+
+path = sys.argv[1]
+mesh = make_mesh(data=2, tensor=4)
+# tensor parallel on the output axis of stacked q/k/v, FSDP (data) on the input axis of everything else
+rules = ShardingRules(mesh, [(r"to_(q|k|v)\.weight$", P(None, "tensor", "data")),
+                             (r"transformer_blocks\..*weight$", P(None, None, "data"))])
+rt = Runtime(param_dtype="float32", compute_dtype="float32", fp8="scaled")
+m = restore(path, "transformer", runtime=rt, shardings=rules)
+single = fp8_weights(restore(path, "transformer", runtime=rt))
+f = SafetensorsFile(path)
+out = {"specs": {}, "dtypes": set(), "bytes_equal": True, "matmul_err": 0.0}
+for name, w in fp8_weights(m).items():
+    out["specs"][name] = str(w.value.sharding.spec)
+    out["dtypes"].add(str(w.value.dtype))
+    for shard in w.value.addressable_shards:  # each device holds exactly its region of the file's e4m3 bytes
+        ref = np.asarray(single[name].value)[shard.index]
+        out["bytes_equal"] &= bool(np.array_equal(np.asarray(shard.data).view(np.uint8), ref.view(np.uint8)))
+    layer = jax.tree.map(lambda a: a[0], w)
+    x = jax.random.normal(jax.random.key(1), (2, 16, layer.value.shape[1]))
+    y = jax.jit(fp8_linear)(x, layer)
+    y1 = fp8_linear(x, jax.tree.map(lambda a: a[0], single[name]))
+    y, y1 = np.asarray(y), np.asarray(y1)
+    out["matmul_err"] = max(out["matmul_err"], float(np.abs(y - y1).max() / np.abs(y1).max()))
+out["dtypes"] = sorted(out["dtypes"])
+print(json.dumps(out))
+"""
+
+
+def test_fp8_weights_shard_like_any_weight(fixture_dir):
+    """FSDP / tensor-parallel rules place FP8 weights (8 simulated devices): e4m3 on every device, each device
+    holding its own region of the file's bytes, and a sharded FP8 matmul equal to the single-device one."""
+    import os
+    import sys
+
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
+    r = subprocess.run([sys.executable, "-c", SHARDED, str(fixture_dir / "ltx_transformer_fp8.safetensors")],
+                       cwd=Path(__file__).resolve().parents[1], env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-4000:]
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert out["dtypes"] == ["float8_e4m3fn"] and out["bytes_equal"]
+    specs = out["specs"]
+    assert any(k.endswith("to_q.weight") for k in specs)
+    for name, spec in specs.items():
+        want = "P(None, 'tensor', 'data')" if re.search(r"to_(q|k|v)\.weight$", name) \
+            else "P(None, None, 'data')"
+        assert spec == want, (name, spec)
+    assert out["matmul_err"] < 1e-6
