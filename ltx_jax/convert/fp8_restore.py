@@ -31,7 +31,7 @@ from ltx_jax.convert.source import FP8_DTYPES, Source, normalize_index
 from ltx_jax.nn.fp8 import E4M3, FP8Weight, check_fp8
 from ltx_jax.nn.linear import Linear
 
-__all__ = ["fp8_layers", "block_plan", "restore_fp8_state"]
+__all__ = ["fp8_layers", "block_plan", "abstract_fp8_model", "restore_fp8_state"]
 
 _BLOCKS = "transformer_blocks"
 
@@ -108,6 +108,26 @@ def _file_keys(path: tuple, prefix: str, bounds, segmented: bool) -> tuple[list[
     return [f"{prefix}{_BLOCKS}.{i}." + ".".join(rest) for i in range(start, stop)], True
 
 
+def abstract_fp8_model(build, config, runtime: Runtime, layers: set[str], prefix: str = ""):
+    """(abstract transformer with FP8 weights at the file keys `layers` (without `.weight`), segments
+    `[(start, stop)]`): `build(config, runtime)` under `nnx.eval_shape`, blocks split into segments when
+    they are not all alike. Also the way to size an FP8 model without a file (`eval_shape` only)."""
+    abstract = nnx.eval_shape(lambda: build(config, runtime))
+    bounds, sets = block_plan(layers, prefix, config.num_layers)
+    if len(bounds) > 1:
+        abstract.transformer_blocks = _segments(abstract.transformer_blocks, bounds)
+        for (start, stop), names, seg in zip(bounds, sets, abstract.transformer_blocks):
+            _make_fp8(seg, names, (stop - start,), runtime.fp8)
+    else:
+        _make_fp8(abstract.transformer_blocks, sets[0], (config.num_layers,), runtime.fp8)
+    top = {layer[len(prefix):] for layer in layers if not layer.startswith(prefix + _BLOCKS + ".")}
+    for path, node in nnx.iter_modules(abstract):
+        dotted = ".".join(str(p) for p in path)
+        if dotted in top and isinstance(node, Linear):
+            _abstract_fp8(node, (), runtime.fp8)
+    return abstract, bounds
+
+
 def restore_fp8_state(spec, source: Source, runtime: Runtime, resolve, config, prefix: str):
     """(graphdef, state) of the transformer with FP8 weights; `spec` and `resolve` as in `convert.restore`."""
     from ltx_jax.convert.restore import _reader  # noqa: PLC0415 (sibling module; restore imports this one lazily)
@@ -130,21 +150,8 @@ def restore_fp8_state(spec, source: Source, runtime: Runtime, resolve, config, p
             raise LoadError(f"{source.name}: {layer}.weight is FP8 without weight_scale / input_scale (fp8-cast "
                             "layout); the scaled FP8 matmul needs both; use Runtime.fp8='weights'")
 
-    abstract = nnx.eval_shape(lambda: spec.build(config, runtime))
-    bounds, sets = block_plan(layers, prefix, config.num_layers)
+    abstract, bounds = abstract_fp8_model(spec.build, config, runtime, layers, prefix)
     segmented = len(bounds) > 1
-    if segmented:
-        abstract.transformer_blocks = _segments(abstract.transformer_blocks, bounds)
-        for (start, stop), names, seg in zip(bounds, sets, abstract.transformer_blocks):
-            _make_fp8(seg, names, (stop - start,), runtime.fp8)
-    else:
-        _make_fp8(abstract.transformer_blocks, sets[0], (config.num_layers,), runtime.fp8)
-    top = {layer[len(prefix):] for layer in layers if not layer.startswith(prefix + _BLOCKS + ".")}
-    for path, node in nnx.iter_modules(abstract):
-        dotted = ".".join(str(p) for p in path)
-        if dotted in top and isinstance(node, Linear):
-            _abstract_fp8(node, (), runtime.fp8)
-
     graphdef, state = nnx.split(abstract)
     available = {k for k in specs if spec.owns(k)}
     consumed, missing, wrong = set(), [], []
