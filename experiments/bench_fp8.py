@@ -152,13 +152,13 @@ def quality(fx_dir: Path, files: dict[str, Path]) -> dict:
     if "loop.stage1.sigmas" in fx and not np.array_equal(sampler.sigmas, fx["loop.stage1.sigmas"]):
         sampler = type(sampler)(fx["loop.stage1.sigmas"])
     cast = lambda st: st.replace(latent=st.latent.astype(jnp.bfloat16))  # noqa: E731
-    video, audio = cast(recorded_state(fx, "loop.stage1.video")), cast(recorded_state(fx, "loop.stage1.audio"))
     prompt = Prompt(TextContext(jnp.asarray(fx["connector.out.video_encoding"], jnp.bfloat16),
                                 jnp.asarray(fx["connector.out.audio_encoding"], jnp.bfloat16)))
 
     def run(path, runtime):
         dit = nnx.split(restore(path, "transformer", runtime=runtime))
-        rec = sample(dit, sampler, video, audio, prompt, record=True).record
+        video, audio = cast(recorded_state(fx, "loop.stage1.video")), cast(recorded_state(fx, "loop.stage1.audio"))
+        rec = sample(dit, sampler, video, audio, prompt, record=True).record  # (latents are donated: fresh ones)
         return {s: np.asarray(rec[f"{s}_x0"], np.float64) for s in ("video", "audio")}
 
     ref = run(fx_dir / "ltx_checkpoint.safetensors", BF16)

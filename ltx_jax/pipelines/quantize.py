@@ -49,7 +49,7 @@ from ltx_jax.nn.fp8 import E4M3, FP8_MAX, quantize_per_tensor
 from ltx_jax.nn.linear import Linear
 
 __all__ = ["QuantizeSpec", "DEFAULT_EXCLUDED_BLOCKS", "CALIBRATION_SIGMAS", "select_layers", "calibrate",
-           "quantize_checkpoint"]
+           "quantize_checkpoint", "quantize_blocks_in_memory"]
 
 DEFAULT_EXCLUDED_BLOCKS = (0, 43, 44, 45, 46, 47)  # ltx-core 1.0.0 EXCLUDED_LAYER_SUBSTRINGS, block part
 CALIBRATION_SIGMAS = (1.0, 0.909375, 0.725, 0.421875)
@@ -230,3 +230,25 @@ def quantize_checkpoint(src: str | os.PathLike, out: str | os.PathLike, spec: Qu
         return report
     finally:
         source.close()
+
+
+def quantize_blocks_in_memory(model, input_amax: dict[str, float], mode: str = "scaled", include: str = r".*"):
+    """Every block Linear of `model` (an `LTXModel` with one uniform stack) matching `include` becomes an
+    `FP8Weight` in place, quantized per layer like `quantize_checkpoint` with input_scale from `input_amax`
+    (file keys, as `calibrate` returns). For experiments (e.g. the GPU check); files go through
+    `quantize_checkpoint`. Returns the model."""
+    from ltx_jax.nn.fp8 import FP8Weight
+
+    for path, node in nnx.iter_modules(model.transformer_blocks):
+        rel = ".".join(map(str, path))
+        if not isinstance(node, Linear) or not re.search(include, rel):
+            continue
+        w = np.asarray(node.weight.get_value().astype(jnp.float32))
+        parts = [quantize_per_tensor(w[i]) for i in range(w.shape[0])]
+        amax = [input_amax[f"{TRANSFORMER_PREFIX}transformer_blocks.{i}.{rel}"] for i in range(w.shape[0])]
+        sharding = node.weight.get_value().sharding
+        node.weight.set_value(FP8Weight(
+            jax.device_put(np.stack([q for q, _ in parts]), sharding),
+            jnp.asarray(np.array([s for _, s in parts], np.float32)),
+            jnp.asarray(np.array(amax, np.float32) / np.float32(FP8_MAX)), mode=mode))
+    return model
