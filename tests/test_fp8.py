@@ -152,18 +152,21 @@ def test_parity_both_modes(fixture_dir):
 
 @pytest.fixture(scope="module")
 def quantized(fixture_dir, tmp_path_factory):
-    from ltx_jax.pipelines.quantize import QuantizeSpec, quantize_checkpoint
+    from ltx_jax.cli import main
 
     out = tmp_path_factory.mktemp("fp8q") / "ltx_fp8.safetensors"
-    report = quantize_checkpoint(fixture_dir / "ltx_checkpoint.safetensors", out,
-                                 QuantizeSpec(sigmas=(1.0, 0.725), frames=9, height=128, width=128))
-    return out, report
+    assert main(["quantize", str(fixture_dir / "ltx_checkpoint.safetensors"), str(out), "--frames", "9",
+                 "--height", "128", "--width", "128"]) == 0
+    header = SafetensorsFile(out).infos
+    layers = sorted(k[: -len(".weight")] for k, i in header.items() if i.dtype == "F8_E4M3")
+    assert all(k + ".weight_scale" in header and k + ".input_scale" in header for k in layers)
+    return out, layers
 
 
 def test_quantized_file_loads_in_ltx_core(fixture_dir, quantized):
     """ltx-core 1.0.0's FP8 loader (fp8_scaled_mm SDOps + module ops) reads our file; its FP8Linears hold our
     bytes, and `quantize_weight_to_fp8_per_tensor` of the source weights gives the same bits and scales."""
-    path, report = quantized
+    path, layers = quantized
     if not REF_PYTHON.exists():
         reference_unavailable(f"{REF_PYTHON} does not exist")
     r = subprocess.run([str(REF_PYTHON), str(REFERENCE / "check_fp8_file.py"), str(path),
@@ -171,8 +174,9 @@ def test_quantized_file_loads_in_ltx_core(fixture_dir, quantized):
     assert r.returncode == 0, r.stderr[-3000:]
     got = json.loads(r.stdout.strip().splitlines()[-1])
     assert got["mismatches"] == [] and got["on_meta"] == []
-    ours = sorted(k[len("model.diffusion_model."):] for k in report["input_amax"])
-    assert got["fp8_layers"] == ours and len(ours) == report["quantized_layers"] > 0
+    ours = sorted(k[len("model.diffusion_model."):] for k in layers)
+    # ltx-core's own layer rule (EXCLUDED_LAYER_SUBSTRINGS) picks exactly the Linears our default set quantized
+    assert got["fp8_layers"] == ours and len(ours) > 0
 
 
 def test_quantized_model_close_to_float32(fixture_dir, quantized):
@@ -251,3 +255,43 @@ def test_fp8_weights_shard_like_any_weight(fixture_dir):
             else "P(None, None, 'data')"
         assert spec == want, (name, spec)
     assert out["matmul_err"] < 1e-6
+
+
+def _fp8_layer(module, name):
+    return fp8_weights(module)[name]
+
+
+def test_lora_merge_and_converter_keep_fp8(fixture_dir, tmp_path):
+    """LoRA merged onto scaled FP8 bases (dequantize, add, requantize: bit-exact to ltx-core, tests/test_lora.py)
+    and an ltx-jax checkpoint converted from the FP8 file both restore as e4m3 `FP8Weight`s equal to what the
+    dequantizing restore (`fp8="off"`) computes from the same source."""
+    from ltx_jax.convert.convert import convert
+    from ltx_jax.nn.fp8 import dequantize
+
+    src = fixture_dir / "ltx_transformer_fp8.safetensors"
+    key = "transformer_blocks.1.attn1.to_q"
+    w_off = restore(src, "transformer", runtime=Runtime(param_dtype="float32"))
+    shape = np.asarray(w_off.transformer_blocks.attn1.to_q.weight.get_value()).shape[1:]
+    rng = np.random.default_rng(3)
+    lora = tmp_path / "lora.safetensors"
+    save_file({f"diffusion_model.{key}.lora_A.weight": rng.standard_normal((4, shape[1])).astype(np.float32) * 0.1,
+               f"diffusion_model.{key}.lora_B.weight": rng.standard_normal((shape[0], 4)).astype(np.float32) * 0.1},
+              lora)
+    ckpt = convert(src, tmp_path / "ckpt")
+    fp8 = Runtime(param_dtype="float32", compute_dtype="float32", fp8="weights")
+    for source, loras in ((src, [(lora, 0.7)]), (ckpt, [])):
+        off = restore(source, "transformer", runtime=Runtime(param_dtype="float32", compute_dtype="float32"),
+                      loras=loras)
+        ours = restore(source, "transformer", runtime=fp8, loras=loras)
+        for name, w in fp8_weights(ours).items():
+            assert w.value.dtype == jnp.float8_e4m3fn
+            seg, rest = name.split(".", 2)[1:]
+            stacked = off.transformer_blocks
+            for p in rest.split(".")[:-1]:
+                stacked = stacked[int(p)] if p.isdigit() else getattr(stacked, p)
+            ref = np.asarray(stacked.weight.get_value())[1:2]  # segment 1 = file block 1 (block 0 stays f32)
+            assert np.array_equal(np.asarray(dequantize(w)), ref), name
+    merged = _fp8_layer(restore(src, "transformer", runtime=fp8, loras=[(lora, 0.7)]),
+                        f"transformer_blocks.1.{key.split('.', 2)[2]}.weight")
+    plain = SafetensorsFile(src)[f"model.diffusion_model.{key}.weight"]
+    assert not np.array_equal(np.asarray(merged.value)[0].view(np.uint8), np.asarray(plain).view(np.uint8))
