@@ -1,7 +1,7 @@
 """FP8 memory and quality: bytes of transformer weights (bf16 vs FP8), peak host memory while restoring an FP8
 file, and per-step error of a distilled loop in both FP8 modes. Prints one JSON object.
 
-    .venv/bin/python experiments/bench_fp8.py FIXTURE_DIR [--skip-rss] [--rss-layers 2] [--out-dir /tmp/bench_fp8]
+    .venv/bin/python experiments/bench_fp8.py FIXTURE_DIR [--sections memory,rss,quality] [--rss-layers 2]
 
 * `memory.tiny`: the fixture's checkpoint restored bf16 (`Runtime(fp8="off")`) against FP8 copies of it
   written by our quantizer (`ltx_jax.pipelines.quantize`): the official layer set (block 0 and 43-47 stay
@@ -89,7 +89,7 @@ def memory_ltx23() -> dict:
     bf16 = state_nbytes(nnx.state(nnx.eval_shape(lambda: build(c, BF16))))
     res = {"bf16_GB": round(bf16 / GB, 3)}
     for name, spec in (("official_set", QuantizeSpec()), ("all_blocks", QuantizeSpec(exclude_blocks=()))):
-        layers = {k[len(""):] for k in select_layers(c, spec)}
+        layers = set(select_layers(c, spec))
         model, bounds = abstract_fp8_model(build, c, Runtime(fp8="weights"), layers, TRANSFORMER_PREFIX)
         n = state_nbytes(nnx.state(model))
         res[f"fp8_{name}_GB"] = round(n / GB, 3)
@@ -110,7 +110,7 @@ def restore_rss(out: Path, layers: int) -> dict:
     c = dataclasses.replace(LTX_2_3.transformer, num_layers=layers)
     config = dataclasses.replace(LTX_2_3, transformer=c)
     schema = transformer_schema(c)
-    fp8 = {k[: -len(".weight")] for k in select_layers(c, QuantizeSpec(exclude_blocks=()))}
+    fp8 = set(select_layers(c, QuantizeSpec(exclude_blocks=())))
     tensors, shapes = [], {}
     rng = np.random.default_rng(0)
     for key in sorted(schema):
@@ -180,17 +180,22 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("fixture", type=Path, help="a main fixture directory (ltx_checkpoint.safetensors, loop.* arrays)")
     p.add_argument("--out-dir", type=Path, default=Path("/tmp/bench_fp8"))
-    p.add_argument("--skip-rss", action="store_true")
+    p.add_argument("--sections", default="memory,rss,quality", help="comma-separated subset of memory, rss, quality")
     p.add_argument("--rss-layers", type=int, default=2)
     args = p.parse_args()
     args.out_dir.mkdir(parents=True, exist_ok=True)
+    sections = set(args.sections.split(","))
     result = {"backend": jax.default_backend()}
-    tiny, files = memory_tiny(args.fixture, args.out_dir)
-    result["memory"] = {"tiny": tiny, "ltx23_eval_shape": memory_ltx23()}
-    result["quality"] = quality(args.fixture, files)
-    if not args.skip_rss:
-        result["restore_rss"] = restore_rss(args.out_dir, args.rss_layers)
-    print(json.dumps(result))
+    try:
+        if "rss" in sections:
+            result["restore_rss"] = restore_rss(args.out_dir, args.rss_layers)
+        if sections & {"memory", "quality"}:
+            tiny, files = memory_tiny(args.fixture, args.out_dir)
+            result["memory"] = {"tiny": tiny, "ltx23_eval_shape": memory_ltx23()}
+        if "quality" in sections:
+            result["quality"] = quality(args.fixture, files)
+    finally:
+        print(json.dumps(result))
     return 0
 
 
