@@ -36,9 +36,10 @@ import numpy as np  # noqa: E402
 from flax import nnx  # noqa: E402
 
 from ltx_jax.configs import LTX_2_3, Runtime  # noqa: E402
-from ltx_jax.convert.fp8_restore import abstract_fp8_model  # noqa: E402
-from ltx_jax.convert.restore import COMPONENTS, restore  # noqa: E402
-from ltx_jax.convert.schema import TRANSFORMER_PREFIX  # noqa: E402
+from ltx_jax.checkpoint.fp8_restore import abstract_fp8_model  # noqa: E402
+from ltx_jax.checkpoint.loader import restore  # noqa: E402
+from ltx_jax.transformer.model import LTXModel  # noqa: E402
+from ltx_jax.checkpoint.layout import TRANSFORMER_PREFIX  # noqa: E402
 from ltx_jax.nn.fp8 import state_nbytes  # noqa: E402
 from ltx_jax.pipelines.quantize import QuantizeSpec, quantize_checkpoint, select_layers  # noqa: E402
 
@@ -53,7 +54,7 @@ def status(field):
             return int(line.split()[1]) * 1024
 import jax
 from ltx_jax.configs import Runtime
-from ltx_jax.convert.restore import restore
+from ltx_jax.checkpoint.loader import restore
 from ltx_jax.nn.fp8 import state_nbytes
 from flax import nnx
 base = status("VmRSS")
@@ -85,7 +86,7 @@ def memory_tiny(fx: Path, out: Path) -> tuple[dict, dict[str, Path]]:
 
 def memory_ltx23() -> dict:
     c = LTX_2_3.transformer
-    build = COMPONENTS["transformer"].build
+    build = lambda config, runtime: LTXModel(config, runtime, rngs=nnx.Rngs(0))  # noqa: E731
     bf16 = state_nbytes(nnx.state(nnx.eval_shape(lambda: build(c, BF16))))
     res = {"bf16_GB": round(bf16 / GB, 3)}
     for name, spec in (("official_set", QuantizeSpec()), ("all_blocks", QuantizeSpec(exclude_blocks=()))):
@@ -104,8 +105,8 @@ def restore_rss(out: Path, layers: int) -> dict:
 
     import ml_dtypes
 
-    from ltx_jax.convert.safetensors_file import save_file
-    from ltx_jax.convert.schema import transformer_schema
+    from ltx_jax.checkpoint.safetensors_file import save_file
+    from ltx_jax.checkpoint.schema import transformer_schema
 
     c = dataclasses.replace(LTX_2_3.transformer, num_layers=layers)
     config = dataclasses.replace(LTX_2_3, transformer=c)

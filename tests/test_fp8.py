@@ -15,9 +15,9 @@ from flax import nnx
 
 from conftest import REF_PYTHON, REFERENCE, build_reference, reference_unavailable
 from ltx_jax.configs import Runtime
-from ltx_jax.convert.loading import LoadError
-from ltx_jax.convert.restore import restore
-from ltx_jax.convert.safetensors_file import SafetensorsFile, save_file
+from ltx_jax.checkpoint.errors import LoadError
+from ltx_jax.checkpoint.loader import restore
+from ltx_jax.checkpoint.safetensors_file import SafetensorsFile, save_file
 from ltx_jax.nn.fp8 import FP8Error, FP8Weight, fp8_weights, quantize_per_tensor, set_fp8_mode
 from ltx_jax.nn.linear import Linear
 
@@ -204,8 +204,9 @@ import json, sys
 import jax, jax.numpy as jnp, numpy as np
 from jax.sharding import PartitionSpec as P
 from ltx_jax.configs import Runtime
-from ltx_jax.convert.restore import restore, ShardingRules
-from ltx_jax.convert.safetensors_file import SafetensorsFile
+from ltx_jax.checkpoint.loader import restore
+from ltx_jax.sharding import ShardingRules
+from ltx_jax.checkpoint.safetensors_file import SafetensorsFile
 from ltx_jax.nn.fp8 import fp8_linear, fp8_weights
 from ltx_jax.sharding import make_mesh
 
@@ -265,7 +266,7 @@ def test_lora_merge_and_converter_keep_fp8(fixture_dir, tmp_path):
     """LoRA merged onto scaled FP8 bases (dequantize, add, requantize: bit-exact to ltx-core, tests/test_lora.py)
     and an ltx-jax checkpoint converted from the FP8 file both restore as e4m3 `FP8Weight`s equal to what the
     dequantizing restore (`fp8="off"`) computes from the same source."""
-    from ltx_jax.convert.convert import convert
+    from ltx_jax.checkpoint.converter import convert
     from ltx_jax.nn.fp8 import dequantize
 
     src = fixture_dir / "ltx_transformer_fp8.safetensors"

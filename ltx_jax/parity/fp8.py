@@ -36,7 +36,7 @@ _RUNS = {"weights": ("dequant", BOUND_F32, "max_abs"), "scaled": ("emulated_scal
 
 def run_fp8(fx: Fixture, mode: str) -> dict[str, np.ndarray]:
     """{"video", "audio"} velocities of the FP8 file's transformer in `mode`, float32 compute (numpy)."""
-    from ltx_jax.convert.restore import restore  # noqa: PLC0415 (the restore stack is only needed here)
+    from ltx_jax.checkpoint.loader import restore  # noqa: PLC0415 (the restore stack is only needed here)
 
     config, _, _ = models(fx, F32)
     runtime = dataclasses.replace(F32, fp8=mode)

@@ -23,7 +23,7 @@ import numpy as np
 from flax import nnx
 
 from ltx_jax.configs import Runtime
-from ltx_jax.convert.safetensors_file import SafetensorsFile
+from ltx_jax.checkpoint.safetensors_file import SafetensorsFile
 from ltx_jax.parity import Check, Fixture
 from ltx_jax.transformer import (Modality, Perturbations, encode_text, load_text_embeddings, load_transformer,
                                  read_config, to_denoised)

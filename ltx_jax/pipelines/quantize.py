@@ -40,10 +40,11 @@ import numpy as np
 from flax import nnx
 
 from ltx_jax.configs import Runtime
-from ltx_jax.convert.restore import COMPONENTS, restore
-from ltx_jax.convert.safetensors_file import save_file
-from ltx_jax.convert.schema import TRANSFORMER_PREFIX
-from ltx_jax.convert.source import FP8_DTYPES, open_source
+from ltx_jax.checkpoint.layout import LAYOUT, TRANSFORMER_PREFIX
+from ltx_jax.checkpoint.loader import restore
+from ltx_jax.checkpoint.safetensors_file import save_file
+from ltx_jax.checkpoint.open import open_source
+from ltx_jax.checkpoint.source import FP8_DTYPES
 from ltx_jax.nn import fp8 as fp8_mod
 from ltx_jax.nn.fp8 import E4M3, FP8_MAX, quantize_per_tensor
 from ltx_jax.nn.linear import Linear
@@ -81,7 +82,9 @@ class QuantizeSpec:
 
 def _block_linears(config) -> list[str]:
     """Linear paths inside one transformer block (`attn1.to_q`, `ff.net.0.proj`, ...)."""
-    model = nnx.eval_shape(lambda: COMPONENTS["transformer"].build(config, Runtime()))
+    from ltx_jax.transformer.model import LTXModel
+
+    model = nnx.eval_shape(lambda: LTXModel(config, Runtime(), rngs=nnx.Rngs(0)))
     return sorted(".".join(str(p) for p in path) for path, node in nnx.iter_modules(model.transformer_blocks)
                   if isinstance(node, Linear))
 
@@ -183,7 +186,7 @@ def quantize_checkpoint(src: str | os.PathLike, out: str | os.PathLike, spec: Qu
         specs = source.specs()
         if any(s.dtype in FP8_DTYPES for s in specs.values()):
             raise ValueError(f"{source.name}: already holds FP8 tensors; quantize a bf16 / f32 checkpoint")
-        config = COMPONENTS["transformer"].config(source)
+        config = LAYOUT["transformer"].config(source)
         layers = select_layers(config, spec)
         absent = [k for k in layers if k + ".weight" not in specs]
         if absent:

@@ -4,10 +4,10 @@ Counterpart: ltx_core `model/transformer/model.py` (`LTXModel`, AudioVideo type;
 
 The 48 blocks are one module created with `nnx.vmap` (every parameter has a leading layer axis) and run
 with `nnx.scan`, so compile time does not grow with depth. In the checkpoint they are
-`transformer_blocks.{i}.*`; `ltx_jax.convert.loading` stacks them (its rule 1). An FP8 file that quantizes
+`transformer_blocks.{i}.*`; `ltx_jax.checkpoint.layout` stacks them (its rule 2). An FP8 file that quantizes
 only some blocks (the official ones leave the first and last few in bf16) is restored with
 `transformer_blocks` as an `nnx.List` of stacked segments, runs of consecutive blocks of one kind, scanned
-one after the other (`ltx_jax.convert.fp8_restore`).
+one after the other (`ltx_jax.checkpoint.fp8_restore`).
 """
 
 from __future__ import annotations

@@ -26,8 +26,8 @@ from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec, Sharding
 
 from ltx_jax.configs import Runtime
-from ltx_jax.convert.loading import LoadError
-from ltx_jax.convert.source import FP8_DTYPES, Source, normalize_index
+from ltx_jax.checkpoint.errors import LoadError
+from ltx_jax.checkpoint.source import FP8_DTYPES, Source, normalize_index
 from ltx_jax.nn.fp8 import E4M3, FP8Weight, check_fp8
 from ltx_jax.nn.linear import Linear
 
@@ -128,9 +128,10 @@ def abstract_fp8_model(build, config, runtime: Runtime, layers: set[str], prefix
     return abstract, bounds
 
 
-def restore_fp8_state(spec, source: Source, runtime: Runtime, resolve, config, prefix: str):
-    """(graphdef, state) of the transformer with FP8 weights; `spec` and `resolve` as in `convert.restore`."""
-    from ltx_jax.convert.restore import _reader  # noqa: PLC0415 (sibling module; restore imports this one lazily)
+def restore_fp8_state(entry, build, source: Source, runtime: Runtime, resolve, config, prefix: str):
+    """(graphdef, state) of the transformer with FP8 weights; `entry` (a `layout.Component`), `build` and
+    `resolve` as in `checkpoint.loader`."""
+    from ltx_jax.checkpoint.loader import _reader  # noqa: PLC0415 (the loader imports this module lazily)
 
     specs = source.specs()
     kinds = fp8_layers(source, prefix)
@@ -150,10 +151,10 @@ def restore_fp8_state(spec, source: Source, runtime: Runtime, resolve, config, p
             raise LoadError(f"{source.name}: {layer}.weight is FP8 without weight_scale / input_scale (fp8-cast "
                             "layout); the scaled FP8 matmul needs both; use Runtime.fp8='weights'")
 
-    abstract, bounds = abstract_fp8_model(spec.build, config, runtime, layers, prefix)
+    abstract, bounds = abstract_fp8_model(build, config, runtime, layers, prefix)
     segmented = len(bounds) > 1
     graphdef, state = nnx.split(abstract)
-    available = {k for k in specs if spec.owns(k)}
+    available = {k for k in specs if entry.owns_key(k)}
     consumed, missing, wrong = set(), [], []
     flat = dict(nnx.to_flat_state(state))
     plans = {}
@@ -185,7 +186,7 @@ def restore_fp8_state(spec, source: Source, runtime: Runtime, resolve, config, p
     if missing or unexpected or wrong:
         parts = [f"{len(i)} {w}: " + ", ".join(i[:8]) + (" ..." if len(i) > 8 else "")
                  for w, i in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)) if i]
-        raise LoadError(f"{source.name}: keys do not match the {spec.name} model (FP8 restore); " + "; ".join(parts))
+        raise LoadError(f"{source.name}: keys do not match the {entry.name} model (FP8 restore); " + "; ".join(parts))
 
     for path, (names, stacked) in plans.items():
         var = flat[path]
