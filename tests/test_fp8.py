@@ -16,6 +16,7 @@ from flax import nnx
 from conftest import REF_PYTHON, REFERENCE, build_reference, reference_unavailable
 from ltx_jax.configs import Runtime
 from ltx_jax.checkpoint.errors import LoadError
+import ltx_jax.transformer  # noqa: F401  (binds the transformer to the restore path)
 from ltx_jax.checkpoint.loader import restore
 from ltx_jax.checkpoint.safetensors_file import SafetensorsFile, save_file
 from ltx_jax.nn.fp8 import FP8Error, FP8Weight, fp8_weights, quantize_per_tensor, set_fp8_mode
@@ -204,6 +205,7 @@ import json, sys
 import jax, jax.numpy as jnp, numpy as np
 from jax.sharding import PartitionSpec as P
 from ltx_jax.configs import Runtime
+import ltx_jax.transformer
 from ltx_jax.checkpoint.loader import restore
 from ltx_jax.sharding import ShardingRules
 from ltx_jax.checkpoint.safetensors_file import SafetensorsFile

@@ -48,6 +48,7 @@ from ltx_jax.checkpoint.source import FP8_DTYPES
 from ltx_jax.nn import fp8 as fp8_mod
 from ltx_jax.nn.fp8 import E4M3, FP8_MAX, quantize_per_tensor
 from ltx_jax.nn.linear import Linear
+from ltx_jax.transformer.model import LTXModel  # also binds the transformer to the restore path
 
 __all__ = ["QuantizeSpec", "DEFAULT_EXCLUDED_BLOCKS", "CALIBRATION_SIGMAS", "select_layers", "calibrate",
            "quantize_checkpoint", "quantize_blocks_in_memory"]
@@ -82,8 +83,6 @@ class QuantizeSpec:
 
 def _block_linears(config) -> list[str]:
     """Linear paths inside one transformer block (`attn1.to_q`, `ff.net.0.proj`, ...)."""
-    from ltx_jax.transformer.model import LTXModel
-
     model = nnx.eval_shape(lambda: LTXModel(config, Runtime(), rngs=nnx.Rngs(0)))
     return sorted(".".join(str(p) for p in path) for path, node in nnx.iter_modules(model.transformer_blocks)
                   if isinstance(node, Linear))
