@@ -128,10 +128,9 @@ def abstract_fp8_model(build, config, runtime: Runtime, layers: set[str], prefix
     return abstract, bounds
 
 
-def restore_fp8_state(entry, build, source: Source, runtime: Runtime, resolve, config, prefix: str):
-    """(graphdef, state) of the transformer with FP8 weights; `entry` (a `layout.Component`), `build` and
-    `resolve` as in `checkpoint.loader`."""
-    from ltx_jax.checkpoint.loader import _reader  # noqa: PLC0415 (the loader imports this module lazily)
+def restore_fp8_state(entry, build, source: Source, runtime: Runtime, resolve, config, prefix: str, reader):
+    """(graphdef, state) of the transformer with FP8 weights; `entry` (a `layout.Component`), `build`,
+    `resolve` and `reader` (source, keys, stacked, dtype) -> region reader, as in `checkpoint.loader`."""
 
     specs = source.specs()
     kinds = fp8_layers(source, prefix)
@@ -196,7 +195,7 @@ def restore_fp8_state(entry, build, source: Source, runtime: Runtime, resolve, c
             flat[path] = var.replace(_fp8_array(source, names, stacked, value, dotted, resolve))
         else:
             shape = tuple(value.shape)
-            read = _reader(source, names if stacked else names[:1], stacked, np.dtype(value.dtype))
+            read = reader(source, names if stacked else names[:1], stacked, np.dtype(value.dtype))
             flat[path] = var.replace(jax.make_array_from_callback(
                 shape, resolve(dotted, shape), lambda index, read=read, shape=shape: read(normalize_index(index, shape))))
     return graphdef, nnx.from_flat_state(list(flat.items()))

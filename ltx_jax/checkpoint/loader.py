@@ -30,6 +30,7 @@ from flax import nnx
 from jax.sharding import Sharding, SingleDeviceSharding
 
 from ltx_jax.checkpoint.errors import LoadError
+from ltx_jax.checkpoint.fp8_restore import restore_fp8_state
 from ltx_jax.checkpoint.layout import LAYOUT, Component, file_keys, match
 from ltx_jax.checkpoint.lora import LoraFile, LoraMerged
 from ltx_jax.checkpoint.open import SourceArg, open_source
@@ -119,11 +120,11 @@ def _restore(entry: Component, build: Builder, source: Source, runtime: Runtime,
                 if not isinstance(given, LoraFile):  # opened here
                     lf.source.close()
     if runtime.fp8 != "off" and entry.name == "transformer":  # FP8 weights kept e4m3 (ltx_jax.nn.fp8)
-        from ltx_jax.checkpoint.fp8_restore import restore_fp8_state  # noqa: PLC0415
         config = config if config is not None else entry.config(source)
         for check in entry.checks:
             check(config, source)
-        return restore_fp8_state(entry, build, source, runtime, _resolver(shardings), config, entry.to_file(""))
+        return restore_fp8_state(entry, build, source, runtime, _resolver(shardings), config, entry.to_file(""),
+                                 _reader)
     specs = source.specs()
     if any(s.dtype in FP8_DTYPES and k[: -len("weight")] + "weight_scale" in specs
            for k, s in specs.items() if k.endswith(".weight")):
