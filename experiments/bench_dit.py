@@ -133,7 +133,7 @@ def bench(args) -> dict:
             raise SystemExit(f"official run failed:\n{official.stderr.read()[-4000:]}")
         threads = json.loads(hello)["torch_threads"]
 
-        graphdef, state = nnx.split(load_transformer(weights, Runtime(param_dtype=args.dtype, compute_dtype=args.dtype)))
+        graphdef, state = nnx.split(load_ours(weights, args))
         mod = lambda s: Modality(latent=jnp.asarray(inputs[f"{s}.latent"], dtype), sigma=jnp.asarray(inputs["sigma"]),  # noqa: E731
                                  timesteps=jnp.asarray(inputs[f"{s}.timesteps"]),
                                  positions=jnp.asarray(inputs[f"{s}.positions"]),
@@ -162,7 +162,7 @@ def bench(args) -> dict:
     return {
         "setup": {"layers": c.num_layers, "video_width": c.inner_dim, "audio_width": c.audio_inner_dim,
                   "video_tokens": int(inputs["video.latent"].shape[1]), "audio_tokens": int(inputs["audio.latent"].shape[1]),
-                  "text_tokens": args.text, "dtype": args.dtype, "variant": "LTX-2.3 block", "backend": jax.default_backend(),
+                  "text_tokens": args.text, "dtype": args.dtype, "fp8": args.fp8, "variant": "LTX-2.3 block", "backend": jax.default_backend(),
                   "device": str(jax.devices()[0]), "repeats": args.repeats},
         "official": official, "ours": ours,
         "ours_over_official": statistics.median(ratios), "ours_over_official_per_pair": ratios, "max_rel_err": err,
@@ -220,6 +220,20 @@ def lower_full() -> dict:
     return out
 
 
+def load_ours(weights: Path, args) -> nnx.Module:
+    """Our transformer from the benchmark's weights file; with `--fp8`, from an FP8 copy of it."""
+    rt = Runtime(param_dtype=args.dtype, compute_dtype=args.dtype, fp8=args.fp8)
+    if args.fp8 == "off":
+        return load_transformer(weights, rt)
+    from ltx_jax.checkpoint.loader import restore
+    from ltx_jax.pipelines.quantize import QuantizeSpec, quantize_checkpoint
+
+    fp8_file = weights.with_name("fp8_" + weights.name)
+    quantize_checkpoint(weights, fp8_file, QuantizeSpec(exclude_blocks=(), sigmas=(1.0,), frames=9, height=128,
+                                                        width=128), overwrite=True)
+    return restore(fp8_file, "transformer", runtime=rt)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--layers", type=int, default=4)
@@ -233,6 +247,9 @@ def main() -> int:
     p.add_argument("--text", type=int, default=256)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
+    p.add_argument("--fp8", default="off", choices=("off", "weights", "scaled"),
+                   help="ours runs an FP8 copy of the weights (ltx_jax.pipelines.quantize, every block, 1-sigma "
+                        "calibration) in this FP8 mode; the official side keeps the unquantized weights")
     p.add_argument("--lower-full", action="store_true")
     args = p.parse_args()
     print(json.dumps(lower_full() if args.lower_full else bench(args), indent=1))

@@ -151,7 +151,7 @@ def bench(args) -> dict:
             raise SystemExit(f"official run failed:\n{official.stderr.read()[-4000:]}")
         threads = json.loads(hello)["torch_threads"]
 
-        dit = nnx.split(load_transformer(weights, Runtime(param_dtype=args.dtype, compute_dtype=args.dtype)))
+        dit = nnx.split(load_ours(weights, args))
         prompt = Prompt(*(TextContext(*(jnp.asarray(inputs[f"{k}.{s}"], dtype) for s in ("video", "audio")))
                           for k in ("pos", "neg")))
 
@@ -187,7 +187,7 @@ def bench(args) -> dict:
         "setup": {"mode": args.mode, "passes": list(guidance.passes), "steps": n, "layers": c.num_layers,
                   "video_width": c.inner_dim, "audio_width": c.audio_inner_dim,
                   "video_tokens": int(inputs["video.latent"].shape[1]),
-                  "audio_tokens": int(inputs["audio.latent"].shape[1]), "text_tokens": args.text, "dtype": args.dtype,
+                  "audio_tokens": int(inputs["audio.latent"].shape[1]), "text_tokens": args.text, "dtype": args.dtype, "fp8": args.fp8,
                   "backend": jax.default_backend(), "device": str(jax.devices()[0]), "repeats": args.repeats},
         "official": {"per_step_s": per_step(theirs[1:]), "per_step_median_s": statistics.median(per_step(theirs[1:])),
                      "first_loop_s": theirs[0], "torch_threads": threads},
@@ -195,6 +195,20 @@ def bench(args) -> dict:
                  "per_step_median_s": statistics.median(per_step(ours[1:])), "first_loop_s": ours[0]},
         "ours_over_official": statistics.median(ratios), "max_rel_err": err,
     }
+
+
+def load_ours(weights: Path, args) -> nnx.Module:
+    """Our transformer from the benchmark's weights file; with `--fp8`, from an FP8 copy of it."""
+    rt = Runtime(param_dtype=args.dtype, compute_dtype=args.dtype, fp8=args.fp8)
+    if args.fp8 == "off":
+        return load_transformer(weights, rt)
+    from ltx_jax.checkpoint.loader import restore
+    from ltx_jax.pipelines.quantize import QuantizeSpec, quantize_checkpoint
+
+    fp8_file = weights.with_name("fp8_" + weights.name)
+    quantize_checkpoint(weights, fp8_file, QuantizeSpec(exclude_blocks=(), sigmas=(1.0,), frames=9, height=128,
+                                                        width=128), overwrite=True)
+    return restore(fp8_file, "transformer", runtime=rt)
 
 
 def main() -> int:
@@ -212,6 +226,9 @@ def main() -> int:
     p.add_argument("--text", type=int, default=128)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
+    p.add_argument("--fp8", default="off", choices=("off", "weights", "scaled"),
+                   help="ours runs an FP8 copy of the weights (ltx_jax.pipelines.quantize, every block, 1-sigma "
+                        "calibration) in this FP8 mode; the official side keeps the unquantized weights")
     args = p.parse_args()
     if args.steps < 1:
         p.error("--steps must be >= 1")

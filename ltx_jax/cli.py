@@ -92,6 +92,25 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _quantize(args: argparse.Namespace) -> int:
+    """bf16 / f32 checkpoint -> FP8 in the official layout (ltx_jax.pipelines.quantize)."""
+    import json
+
+    from ltx_jax.pipelines.quantize import DEFAULT_EXCLUDED_BLOCKS, QuantizeSpec, quantize_checkpoint
+
+    exclude = DEFAULT_EXCLUDED_BLOCKS if args.exclude_blocks is None else \
+        tuple(int(b) for b in args.exclude_blocks.split(",") if b.strip())
+    spec = QuantizeSpec(mode=args.mode, exclude_blocks=exclude, include=args.include, other_dtype=args.other_dtype,
+                        frames=args.frames, height=args.height, width=args.width, seed=args.seed, prompt=args.prompt)
+    try:
+        report = quantize_checkpoint(args.src, args.out, spec, overwrite=args.overwrite)
+    except (ValueError, FileExistsError, FileNotFoundError, SafetensorsError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps({k: v for k, v in report.items() if k != "input_amax"}))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ltx-jax", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -122,6 +141,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("out", help=".safetensors file to write")
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=_export)
+    p = sub.add_parser("quantize", help="bf16 / f32 checkpoint -> FP8 .safetensors in the official FP8 layout")
+    p.add_argument("src", help="official single-file checkpoint (or ltx-jax checkpoint folder)")
+    p.add_argument("out", help=".safetensors file to write")
+    p.add_argument("--mode", default="scaled", choices=["scaled", "cast"],
+                   help="scaled: e4m3 + weight_scale + calibrated input_scale; cast: weight-only e4m3 (fp8-cast)")
+    p.add_argument("--exclude-blocks", help="comma-separated block indices kept bf16 (default: 0,43,44,45,46,47, "
+                                            "ltx-core's list; '' quantizes every block)")
+    p.add_argument("--include", default=".*", help="regex over the Linear path inside a block (default: all)")
+    p.add_argument("--other-dtype", default="keep", choices=["keep", "bf16"])
+    p.add_argument("--prompt", help="calibration prompt (.npz with video_context / audio_context)")
+    p.add_argument("--frames", type=int, default=9)
+    p.add_argument("--height", type=int, default=256)
+    p.add_argument("--width", type=int, default=256)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=_quantize)
     from ltx_jax.pipelines.command import add_parser as add_generate_parser
     add_generate_parser(sub)
     args = parser.parse_args(argv)

@@ -30,6 +30,7 @@ from flax import nnx
 from jax.sharding import Sharding, SingleDeviceSharding
 
 from ltx_jax.checkpoint.errors import LoadError
+from ltx_jax.checkpoint.fp8_restore import restore_fp8_state
 from ltx_jax.checkpoint.layout import LAYOUT, Component, file_keys, match
 from ltx_jax.checkpoint.lora import LoraFile, LoraMerged
 from ltx_jax.checkpoint.open import SourceArg, open_source
@@ -118,6 +119,12 @@ def _restore(entry: Component, build: Builder, source: Source, runtime: Runtime,
             for (given, _), (lf, _) in zip(loras, merged.loras):
                 if not isinstance(given, LoraFile):  # opened here
                     lf.source.close()
+    if runtime.fp8 != "off" and entry.name == "transformer":  # FP8 weights kept e4m3 (ltx_jax.nn.fp8)
+        config = config if config is not None else entry.config(source)
+        for check in entry.checks:
+            check(config, source)
+        return restore_fp8_state(entry, build, source, runtime, _resolver(shardings), config, entry.to_file(""),
+                                 _reader)
     specs = source.specs()
     if any(s.dtype in FP8_DTYPES and k[: -len("weight")] + "weight_scale" in specs
            for k, s in specs.items() if k.endswith(".weight")):
@@ -159,8 +166,9 @@ def restore(src: SourceArg, component: str | Component, *, runtime: Runtime = Ru
         config: the component config; default: the source's own metadata (or shapes, for the TAE).
         build: the module constructor; default: the one its model package bound (`bind`).
 
-    FP8 files with scales (`weight_scale`, `input_scale`) are restored dequantized, `w = q * weight_scale`
-    (the official FP8Linear's weight); `input_scale` is unused until an FP8 matmul exists here.
+    FP8 files with scales (`weight_scale`, `input_scale`): with `runtime.fp8="off"` restored dequantized,
+    `w = q * weight_scale` in the parameter dtype; with "weights" or "scaled" the transformer keeps them as
+    e4m3 `FP8Weight`s in that matmul mode (`checkpoint.fp8_restore`; other components have no FP8 Linears).
 
     Raises:
         LoadError: keys missing, unexpected or mis-shaped for the component (all named), or the file is of

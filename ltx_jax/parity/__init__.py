@@ -36,7 +36,7 @@ __all__ = ["Fixture", "FixtureError", "Check", "Report", "run_parity", "plan_cov
 COMPONENT_MODULES: list[str] = ["ltx_jax.parity.tae", "ltx_jax.parity.vae", "ltx_jax.parity.upsampler",
                                  "ltx_jax.parity.transformer", "ltx_jax.parity.lora", "ltx_jax.parity.loop",
                                  "ltx_jax.parity.loop_runs", "ltx_jax.parity.loop_stage2",
-                                 "ltx_jax.parity.schedules"]
+                                 "ltx_jax.parity.schedules", "ltx_jax.parity.fp8"]
 
 class FixtureError(ValueError):
     """Not a fixture directory in a format this runner knows."""
@@ -102,6 +102,17 @@ def relative_error(ours: np.ndarray, ref: np.ndarray) -> float:
         return float("inf")
     scale = np.max(np.abs(ref))
     return float(np.max(np.abs(ours - ref)) / scale) if scale > 0 else float(np.max(np.abs(ours)))
+
+
+def relative_l2(ours: np.ndarray, ref: np.ndarray) -> float:
+    """||ours - ref|| / ||ref|| (for outputs where a few elements may legitimately differ, e.g. FP8 roundings)."""
+    ours, ref = np.asarray(ours, np.float64), np.asarray(ref, np.float64)
+    if ours.shape != ref.shape:
+        raise ValueError(f"shape {ours.shape} != reference {ref.shape}")
+    if not np.all(np.isfinite(ours)):
+        return float("inf")
+    scale = np.linalg.norm(ref)
+    return float(np.linalg.norm(ours - ref) / scale) if scale > 0 else float(np.linalg.norm(ours))
 
 
 def _checks() -> tuple[list[Check], list[tuple[str, str]]]:
@@ -186,18 +197,19 @@ def run_parity(path: str | Path, only: str | None = None, *, dry_run: bool = Fal
                 would_compare.setdefault(n, check.name)
             continue
         try:
-            for name, ours, bound in check.run(fixture):
+            for name, ours, bound, *metric in check.run(fixture):  # optional 4th item: "rel_l2"
                 if ours is None:  # named as not checked, with the check's reason
                     report.skipped[name] = f"{check.name}: {bound}"
                     continue
                 if name not in fixture:
                     raise FixtureError(f"check {check.name} compared {name!r}, which the fixture lacks")
                 try:
-                    err = relative_error(ours, fixture[name])
+                    err = (relative_l2 if metric == ["rel_l2"] else relative_error)(ours, fixture[name])
                 except ValueError as e:  # a shape mismatch fails this array only
                     _fail(report, name, str(e))
                     continue
-                entry = {"max_rel_err": err, "bound": bound, "ok": bool(err <= bound)}
+                entry = {"max_rel_err": err, "bound": bound, "ok": bool(err <= bound),
+                         **({"metric": "rel_l2"} if metric == ["rel_l2"] else {})}
                 if bound == 0.0 and err == 0.0 and not _same_bits(ours, fixture[name]):
                     entry.update(ok=False, error="equal values but different bits (e.g. the sign of a zero)")
                 report.arrays[name] = entry
@@ -237,7 +249,7 @@ def format_table(report: Report) -> str:
     for name, a in sorted(report.arrays.items()):
         flag = "ok" if a["ok"] else "FAIL"
         lines.append(f"{name:<58} {a['max_rel_err']:>12.3e} {a['bound']:>9.1e}  {flag}"
-                     + (f"  ({a['error']})" if "error" in a else ""))
+                     + (f"  ({a['error']})" if "error" in a else "") + ("  (relative L2)" if "metric" in a else ""))
     lines.append(f"{len(report.arrays)} checked, {sum(not a['ok'] for a in report.arrays.values())} failed, "
                  f"{len(report.inputs)} inputs, {len(report.skipped)} skipped, {len(report.unclaimed)} unclaimed")
     for name, why in sorted(report.skipped.items()):

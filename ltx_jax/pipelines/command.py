@@ -44,6 +44,9 @@ def add_parser(sub) -> None:
     p.add_argument("--temporal-upscale", action="store_true")
     p.add_argument("--tiling", action="store_true", help="tiled decode (TilingConfig.default())")
     p.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32"])
+    p.add_argument("--fp8", default="off", choices=["off", "weights", "scaled"],
+                   help="FP8 checkpoints: off = dequantize at load; weights = keep e4m3, dequantize at matmul; "
+                        "scaled = the official static scaled FP8 matmul (native FP8 GEMM on sm89+ GPUs)")
     p.add_argument("--float32-positions", action="store_true",
                    help="keep video RoPE positions float32 in a bf16 run (ltx-core 1.0.0 casts them to bf16)")
     p.add_argument("--out", default="outputs/generate")
@@ -87,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
             stage2 = [(args.distilled_lora, s2)]
         if args.pipeline != "dev-one-stage" and not args.upsampler:
             raise ValueError(f"the {args.pipeline} pipeline needs --upsampler")
-        runtime = Runtime(param_dtype=args.dtype, compute_dtype=args.dtype)
+        runtime = Runtime(param_dtype=args.dtype, compute_dtype=args.dtype, fp8=args.fp8)
         text = not _has_contexts(args.prompt)
         models = load_models(args.checkpoint, upsampler=args.upsampler, temporal_upsampler=args.temporal_upsampler,
                              loras=loras, stage2_loras=stage2, runtime=runtime, text=text)
