@@ -114,10 +114,18 @@ class Runtime:
 
     param_dtype: str = "bfloat16"
     compute_dtype: str = "bfloat16"
-    attention: str = "auto"  # "auto" picks by backend: cudnn on GPU, xla elsewhere
+    # "auto": the kernel by backend (cudnn on GPU, xla elsewhere) and, under a mesh, the best sequence-parallel
+    # strategy; "xla" / "cudnn" force a kernel; "gspmd" / "ulysses" / "ring" / "hybrid" force a strategy
+    # (`ltx_jax.parallel`) with the kernel picked by backend.
+    attention: str = "auto"
     remat: bool = False
 
-    _ATTENTION = ("auto", "xla", "cudnn")
+    _ATTENTION = ("auto", "xla", "cudnn", "gspmd", "ulysses", "ring", "hybrid")
+
+    @property
+    def kernel(self) -> str:
+        """The local attention kernel request ("auto", "xla" or "cudnn")."""
+        return self.attention if self.attention in ("xla", "cudnn") else "auto"
 
     def __post_init__(self):
         if self.attention not in self._ATTENTION:
