@@ -112,8 +112,15 @@ def _keys(seed: int) -> dict[str, jax.Array]:
     return {name: jax.random.fold_in(key, i) for i, name in enumerate(("stage1", "stage2", "decode"))}
 
 
-def _decode(models: Models, latent: jax.Array, *, noise: np.ndarray | None, key: jax.Array, tiling) -> np.ndarray:
-    from ltx_jax.video_vae import decode
+def _decode(models: Models, latent: jax.Array, *, noise: np.ndarray | None, key: jax.Array, tiling,
+            rules: ShardingRules | None = None) -> np.ndarray:
+    from ltx_jax.video_vae import decode, decode_noise
+    if rules is not None and tiling is None and rules.mesh.size > 1:  # rows split over the whole mesh
+        from ltx_jax.video_vae.sharded import decode_sharded
+        if models.decoder.timestep_conditioning and noise is None:
+            noise = decode_noise(key, latent)
+        return np.asarray(decode_sharded(models.decoder, latent, rules,
+                                         noise=noise if models.decoder.timestep_conditioning else None))
     if not models.decoder.timestep_conditioning:
         return np.asarray(decode(models.decoder, latent, tiling))
     return np.asarray(decode(models.decoder, latent, tiling, noise=noise, key=None if noise is not None else key))
@@ -127,14 +134,14 @@ def _upsample(upsampler, statistics, latent: jax.Array) -> jax.Array:
 
 
 def _finish(models: Models, stages: list[StageOutput], *, decode: bool, decode_noise, key, tiling,
-            temporal_upscale: bool) -> Generation:
+            temporal_upscale: bool, rules: ShardingRules | None = None) -> Generation:
     latent = stages[-1].video
     if temporal_upscale:
         if models.temporal_upsampler is None or models.encoder is None:
             raise ValueError("temporal_upscale needs models.temporal_upsampler and models.encoder "
                              "(load_models(temporal_upsampler=...))")
         latent = _upsample(models.temporal_upsampler, models.encoder.per_channel_statistics, latent)
-    video = _decode(models, latent, noise=decode_noise, key=key, tiling=tiling) if decode else None
+    video = _decode(models, latent, noise=decode_noise, key=key, tiling=tiling, rules=rules) if decode else None
     return Generation(video=video, latent=latent, audio=stages[-1].audio, stages=stages)
 
 
@@ -162,7 +169,7 @@ def _two_stage(models: Models, prompt: Prompt, request: Request, stage1: Sampler
                      initial_video=upsampled, initial_audio=out1.audio, noise_scale=float(stage2.sigmas[0]),
                      noise=noise.get("stage2"), key=keys["stage2"], **common)
     return _finish(models, [out1, out2], decode=decode, decode_noise=decode_noise, key=keys["decode"], tiling=tiling,
-                   temporal_upscale=temporal_upscale)
+                   temporal_upscale=temporal_upscale, rules=rules)
 
 
 def distilled_two_stage(models: Models, prompt: Prompt, request: Request, *,
@@ -231,7 +238,7 @@ def dev_one_stage(models: Models, prompt: Prompt, request: Request, *, steps: in
                     noise=(noise or {}).get("stage1"), key=keys["stage1"],
                     **_stage_args(models, request, callbacks=callbacks, rules=rules, record=record))
     return _finish(models, [out], decode=decode, decode_noise=decode_noise, key=keys["decode"], tiling=tiling,
-                   temporal_upscale=temporal_upscale)
+                   temporal_upscale=temporal_upscale, rules=rules)
 
 
 def hq_two_stage(models: Models, prompt: Prompt, request: Request, *, steps: int | None = None,
