@@ -34,7 +34,8 @@ from ltx_jax.convert.restore import ShardingRules
 from ltx_jax.parallel.plan import STRATEGIES, AttentionPlan
 
 __all__ = ["MESH_AXES", "make_mesh", "parse_mesh", "inference_rules", "weight_rules", "attention_plan", "spec_for",
-           "constrain", "place", "shard_state", "ShardingRules", "InferenceRules", "WEIGHT_PRESETS"]
+           "constrain", "place", "place_global", "shard_state", "initialize_distributed", "ShardingRules",
+           "InferenceRules", "WEIGHT_PRESETS"]
 
 MESH_AXES = ("data", "context", "tensor")
 P = PartitionSpec
@@ -213,3 +214,39 @@ def shard_state(state: nnx.State, rules: ShardingRules) -> nnx.State:
         sharding = NamedSharding(rules.mesh, spec_for(rules, dotted, np.shape(value)))
         flat.append((path, var.replace(jax.device_put(value, sharding))))
     return nnx.from_flat_state(flat)
+
+
+def initialize_distributed(coordinator_address: str | None = None, num_processes: int | None = None,
+                           process_id: int | None = None) -> int:
+    """`jax.distributed.initialize` for a multi-host run; returns the process count.
+
+    With no arguments JAX detects the cluster itself (SLURM: `SLURM_*` variables, one process per node or per
+    GPU; Cloud TPU slices: the TPU metadata). Call it before anything touches the devices; with a single
+    process and no arguments it does nothing. Afterwards `jax.devices()` lists every host's devices, so
+    `make_mesh` / `parse_mesh` build the global mesh and every host runs the same program.
+    """
+    import os
+    if coordinator_address is None and num_processes is None and process_id is None:
+        cluster = any(k in os.environ for k in ("SLURM_JOB_ID", "TPU_WORKER_HOSTNAMES", "MEGASCALE_COORDINATOR_ADDRESS",
+                                                "JAX_COORDINATOR_ADDRESS"))
+        if not cluster:
+            return 1
+        jax.distributed.initialize()
+    else:
+        jax.distributed.initialize(coordinator_address=coordinator_address, num_processes=num_processes,
+                                   process_id=process_id)
+    return jax.process_count()
+
+
+def place_global(tree, rules: ShardingRules, name: str = "activation.inputs"):
+    """Per-host inputs -> global arrays laid out by the spec of `name`.
+
+    Every host passes the same full host array (prompt contexts, noise drawn from the seed): each host
+    copies only the slices its own devices hold (`jax.make_array_from_process_local_data`), so nothing
+    crosses hosts. In a single process this equals `place`.
+    """
+    def one(x):
+        x = np.asarray(x)
+        sharding = NamedSharding(rules.mesh, spec_for(rules, name, x.shape))
+        return jax.make_array_from_process_local_data(sharding, x, x.shape)
+    return jax.tree.map(one, tree)

@@ -96,19 +96,25 @@ def _ring(q, k, v, bias, n: int, implementation: str):
             return bias
         return jax.lax.dynamic_slice_in_dim(bias, src * block, block, axis=3)
 
-    out, lse = attention_with_lse(q, k, v, bias=block_bias(me), implementation=implementation)
-    out = out.astype(jnp.float32)
     perm = [(j, (j + 1) % n) for j in range(n)]
+
+    def attend_block(i, k, v, out, lse):
+        """Attend to the block held at step i (it came from device me - i) and merge it in."""
+        o2, l2 = attention_with_lse(q, k, v, bias=block_bias((me - i) % n), implementation=implementation)
+        return merge_partials(out, lse, o2, l2)
 
     def step(i, carry):
         k, v, out, lse = carry
-        k = jax.lax.ppermute(k, "ring", perm)
-        v = jax.lax.ppermute(v, "ring", perm)
-        o2, l2 = attention_with_lse(q, k, v, bias=block_bias((me - i) % n), implementation=implementation)
-        out, lse = merge_partials(out, lse, o2, l2)
-        return k, v, out, lse
+        # send the held block on before attending to it: no data dependence between the two, so the
+        # transfer can overlap the block's attention
+        k_next, v_next = jax.lax.ppermute(k, "ring", perm), jax.lax.ppermute(v, "ring", perm)
+        out, lse = attend_block(i, k, v, out, lse)
+        return k_next, v_next, out, lse
 
-    _, _, out, _ = jax.lax.fori_loop(1, n, step, (k, v, out, lse))
+    out = jnp.zeros(q.shape, jnp.float32)
+    lse = jnp.full(q.shape[:3], -jnp.inf, jnp.float32)
+    k, v, out, lse = jax.lax.fori_loop(0, n - 1, step, (k, v, out, lse))
+    out, _ = attend_block(n - 1, k, v, out, lse)  # the last block: nothing left to send
     return out
 
 
