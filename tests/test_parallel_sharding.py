@@ -1,6 +1,6 @@
 """Sequence-parallel attention (`ltx_jax.parallel`) on 8 simulated CPU devices, in one subprocess (the device
 count is fixed at jax import): every strategy on meshes 1x8, 2x4, 4x2, 8x1 and hybrid splits equals the
-single-device computation in float32 (attention alone, the tiny transformer with 8 video / 8 audio heads,
+single-device computation in float32 (attention alone on all four meshes; the tiny transformer on 1x8 / 2x4 with 8 video / 8 audio heads,
 the tensor-parallel and FSDP weight presets, a distilled Euler loop, the row-split VAE decode); the compiled HLO has the expected collectives
 (Ulysses: 4 all-to-alls per layer and no all-gather / all-reduce spanning the video length; ring: only K/V
 blocks by collective-permute) and Ulysses' per-device dot FLOPs on 1x8 are at most 1.05 / 8 of one device's.
@@ -98,17 +98,16 @@ SCRIPT = textwrap.dedent("""
     for name, (d, c, t), strategy, weights in (("1x8.ulysses", (1, 8, 1), "ulysses", "replicated"),
                                               ("2x4.ring", (2, 4, 1), "ring", "replicated"),
                                               ("1x8.hybrid", (1, 8, 1), "hybrid", "replicated"),
-                                              ("4x2.ulysses", (4, 2, 1), "ulysses", "replicated"),
-                                              ("8x1.auto", (8, 1, 1), "auto", "replicated"),
                                               ("1x4x2.tensor.ulysses", (1, 4, 2), "ulysses", "tensor"),
                                               ("2x4.fsdp.ulysses", (2, 4, 1), "ulysses", "fsdp")):
         rules = inference_rules(make_mesh(data=d, context=c, tensor=t), attention=strategy, weights=weights)
         ss = shard_state(s, rules)
         pv, pa = sc.place_inputs(vin, ain, rules)
-        res = sc.step(g, ss, pv, pa, rules=rules)
+        compiled = sc.step.lower(g, ss, pv, pa, rules=rules).compile()
+        res = compiled(ss, pv, pa)  # graphdef and rules are static
         entry = {"err_video": rel(res[0], single[0]), "err_audio": rel(res[1], single[1])}
         if name in ("1x8.ulysses", "2x4.ring"):
-            ops = hlo.collective_ops(sc.step.lower(g, ss, pv, pa, rules=rules).compile().as_text(), 8)
+            ops = hlo.collective_ops(compiled.as_text(), 8)
             entry["ops"] = [{"kind": o["kind"], "weight": o["weight"], "shapes": [list(sh[1]) for sh in o["out_shapes"]]}
                             for o in ops]
         if weights != "replicated":
@@ -162,7 +161,7 @@ def result():
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu",
                PYTHONPATH=str(ROOT))
     proc = subprocess.run([sys.executable, "-c", SCRIPT], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=900)
+                          timeout=1800)
     assert proc.returncode == 0, proc.stderr[-4000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
