@@ -1,0 +1,36 @@
+"""Runtime choices, as opposed to what the model is: dtypes, kernels, remat. Passed to every module.
+
+No ltx_core counterpart as one object (ltx-core passes `dtype` and the attention function separately).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ltx_jax.configs.base import ConfigError
+
+__all__ = ["Runtime"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Runtime:
+    """How to run, as opposed to what the model is: dtypes, kernels, remat. Passed to modules."""
+
+    param_dtype: str = "bfloat16"
+    compute_dtype: str = "bfloat16"
+    # "auto": the kernel by backend (cudnn on GPU, xla elsewhere) and, under a mesh, the best sequence-parallel
+    # strategy; "xla" / "cudnn" force a kernel; "gspmd" / "ulysses" / "ring" / "hybrid" force a strategy
+    # (`ltx_jax.parallel`) with the kernel picked by backend.
+    attention: str = "auto"
+    remat: bool = False
+
+    _ATTENTION = ("auto", "xla", "cudnn", "gspmd", "ulysses", "ring", "hybrid")
+
+    @property
+    def kernel(self) -> str:
+        """The local attention kernel request ("auto", "xla" or "cudnn")."""
+        return self.attention if self.attention in ("xla", "cudnn") else "auto"
+
+    def __post_init__(self):
+        if self.attention not in self._ATTENTION:
+            raise ConfigError(f"Runtime.attention={self.attention!r}; supported: {self._ATTENTION}")
