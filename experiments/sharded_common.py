@@ -22,7 +22,8 @@ from jax.sharding import NamedSharding
 from ltx_jax.configs import LTX_2_3, LTX_2_3_TINY, Runtime
 from ltx_jax.parallel import hlo
 from ltx_jax.sharding import attention_plan, constrain, spec_for
-from ltx_jax.transformer import LTXModel, Modality, audio_positions, video_positions
+from ltx_jax.sampling.positions import audio_positions, video_positions
+from ltx_jax.transformer import LTXModel, Modality
 
 SIZES = ("tiny", "mid", "full")
 
