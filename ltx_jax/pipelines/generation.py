@@ -30,6 +30,7 @@ from ltx_jax.sampling import (DISTILLED_STAGE2_SIGMAS, LTX_2_3_HQ_DEFAULTS, Guid
                               latent_grid)
 from ltx_jax.sampling.loops import Sampler, dev_sampler, distilled_sampler, res2s_sampler
 from ltx_jax.sampling.samplers import Prompt
+from ltx_jax.sharding import ShardingRules
 from ltx_jax.types import VideoShapeError
 
 __all__ = ["Request", "RunOptions", "Generation", "validate", "distilled_two_stage", "dev_two_stage", "dev_one_stage",
@@ -113,8 +114,15 @@ def _keys(seed: int) -> dict[str, jax.Array]:
     return {name: jax.random.fold_in(key, i) for i, name in enumerate(("stage1", "stage2", "decode"))}
 
 
-def _decode(models: Models, latent: jax.Array, *, noise: np.ndarray | None, key: jax.Array, tiling) -> np.ndarray:
-    from ltx_jax.video_vae import decode
+def _decode(models: Models, latent: jax.Array, *, noise: np.ndarray | None, key: jax.Array, tiling,
+            rules: ShardingRules | None = None) -> np.ndarray:
+    from ltx_jax.video_vae import decode, decode_noise
+    if rules is not None and tiling is None and rules.mesh.size > 1:  # rows split over the whole mesh
+        from ltx_jax.video_vae.sharded import decode_sharded
+        if models.decoder.timestep_conditioning and noise is None:
+            noise = decode_noise(key, latent)
+        return np.asarray(decode_sharded(models.decoder, latent, rules,
+                                         noise=noise if models.decoder.timestep_conditioning else None))
     if not models.decoder.timestep_conditioning:
         return np.asarray(decode(models.decoder, latent, tiling))
     return np.asarray(decode(models.decoder, latent, tiling, noise=noise, key=None if noise is not None else key))
@@ -134,7 +142,7 @@ def _finish(models: Models, stages: list[StageOutput], options: RunOptions, key:
             raise ValueError("temporal_upscale needs models.temporal_upsampler and models.encoder "
                              "(load_models(temporal_upsampler=...))")
         latent = _upsample(models.temporal_upsampler, models.encoder.per_channel_statistics, latent)
-    video = (_decode(models, latent, noise=options.decode_noise, key=key, tiling=options.tiling)
+    video = (_decode(models, latent, noise=options.decode_noise, key=key, tiling=options.tiling, rules=options.rules)
              if options.decode else None)
     return Generation(video=video, latent=latent, audio=stages[-1].audio, stages=stages)
 
