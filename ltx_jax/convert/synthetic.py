@@ -8,6 +8,7 @@ well-scaled (weights ~ N(0, 1/fan_in)); they do not come from any trained model.
 from __future__ import annotations
 
 import json
+import re
 import zlib
 from collections.abc import Mapping
 from pathlib import Path
@@ -37,6 +38,14 @@ def _audio_buffer(key: str, shape: tuple[int, ...], config: LTXConfig | None) ->
     return (basis if key.endswith("forward_basis") else np.linalg.pinv(n * basis).T * window)[:, None, :]
 
 
+def _vocoder_upsample_rate(key: str, config: LTXConfig | None) -> int | None:
+    m = re.match(r"vocoder\.(vocoder\.|bwe_generator\.)?ups\.(\d+)\.weight$", key)
+    if m is None or config is None or config.vocoder is None:
+        return None
+    part = config.vocoder.bwe if m.group(1) == "bwe_generator." else config.vocoder
+    return part.upsample_rates[int(m.group(2))]
+
+
 def _tensor(key: str, shape: tuple[int, ...], seed: int, dtype: np.dtype, config: LTXConfig | None = None) -> np.ndarray:
     rng = np.random.default_rng([seed, zlib.crc32(key.encode())])
     fixed = _audio_buffer(key, shape, config)
@@ -51,7 +60,12 @@ def _tensor(key: str, shape: tuple[int, ...], seed: int, dtype: np.dtype, config
         value = np.full(shape, 1000.0)
     elif len(shape) >= 2 and not key.endswith(("table", "registers")):
         fan_in = int(np.prod(shape[1:]))
+        stride = _vocoder_upsample_rate(key, config)
+        if stride:  # ConvTranspose1d [in, out, k]: each output sums in * k / stride terms
+            fan_in = shape[0] * shape[2] / stride
         value = rng.standard_normal(shape) / np.sqrt(fan_in)
+        if key.startswith("vocoder.") and (".resblocks." in key or key.endswith("conv_post.weight")):
+            value *= 0.3  # residual branches and the output conv kept small: a quiet, unsaturated waveform
     else:
         value = 0.1 * rng.standard_normal(shape)
     return value.astype(dtype)
