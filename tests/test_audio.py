@@ -68,7 +68,8 @@ def test_bwe_clamp_is_the_official_one():
 
 def _tiny_audio(tmp_path_factory, vocoder: VocoderConfig, name: str):
     from ltx_jax.audio_vae import load_audio_decoder, load_vocoder
-    from ltx_jax.convert.synthetic import audio_schema, write_schema_file
+    from ltx_jax.audio_vae import audio_schema
+    from ltx_jax.checkpoint.synthetic import write_schema_file
     config = dataclasses.replace(LTX_2_3_TINY_AV, vocoder=vocoder)
     path = tmp_path_factory.mktemp("audio") / f"{name}.safetensors"
     meta = {"config": json.dumps({"audio_vae": config.audio_vae.to_dict(), "vocoder": vocoder.to_dict()})}
@@ -154,13 +155,13 @@ def test_waveform_length_and_rate_follow_the_video(tiny_av, frames, fps):
     (lambda a, v: v["vocoder"].update(activation="snake"), "snakebeta"),
 ])
 def test_unsupported_configs_are_refused(mutate, message):
-    from ltx_jax.audio_vae.loading import (audio_config_from_metadata, build_audio_decoder, build_vocoder,
+    from ltx_jax.audio_vae.loading import (audio_vae_config_from_metadata, build_audio_decoder, build_vocoder,
                                            vocoder_config_from_metadata)
     a, v = LTX_2_3_TINY_AV.audio_vae.to_dict(), LTX_2_3_TINY_AV.vocoder.to_dict()
     mutate(a, v)
     meta = {"config": json.dumps({"audio_vae": a, "vocoder": v})}
     with pytest.raises(ConfigError, match=message):
-        build_audio_decoder(audio_config_from_metadata(meta))
+        build_audio_decoder(audio_vae_config_from_metadata(meta))
         build_vocoder(vocoder_config_from_metadata(meta))
     flat = {**LTX_2_3_TINY_AV.vocoder.to_dict()["vocoder"]}
     with pytest.raises(ConfigError, match="resblock"):
@@ -169,8 +170,8 @@ def test_unsupported_configs_are_refused(mutate, message):
 
 def test_restore_is_strict_both_ways(tiny_av, tmp_path):
     from ltx_jax.audio_vae import load_vocoder
-    from ltx_jax.convert.loading import LoadError
-    from ltx_jax.convert.safetensors_file import SafetensorsFile, save_file
+    from ltx_jax.checkpoint.errors import LoadError
+    from ltx_jax.checkpoint.safetensors_file import SafetensorsFile, save_file
     path, _, _ = tiny_av
     with SafetensorsFile(path) as f:
         tensors, meta = {k: np.asarray(f[k]) for k in f}, dict(f.metadata)

@@ -16,10 +16,11 @@ av = pytest.importorskip("av")
 def test_generate_mp4_round_trip(tmp_path):
     from ltx_jax.cli import main
     from ltx_jax.configs import LTX_2_3_TINY_AV, TINY_UPSAMPLERS
-    from ltx_jax.convert.synthetic import write_checkpoint, write_upsampler
+    from ltx_jax.audio_vae import audio_schema
+    from ltx_jax.checkpoint.synthetic import write_checkpoint, write_upsampler
     from ltx_jax.sampling import audio_token_count
 
-    ckpt = write_checkpoint(LTX_2_3_TINY_AV, tmp_path / "tiny.safetensors")
+    ckpt = write_checkpoint(LTX_2_3_TINY_AV, tmp_path / "tiny.safetensors", extra_schema=audio_schema(LTX_2_3_TINY_AV))
     up = write_upsampler(TINY_UPSAMPLERS["spatial_x2"], tmp_path / "up.safetensors")
     rng = np.random.default_rng(0)
     c = LTX_2_3_TINY_AV.connector

@@ -16,26 +16,22 @@ from pathlib import Path
 import numpy as np
 
 from ltx_jax.configs import LTXConfig, UpsamplerConfig
-from ltx_jax.convert import schema as S
-from ltx_jax.convert.safetensors_file import save_file
+from ltx_jax.checkpoint import schema as S
+from ltx_jax.checkpoint.safetensors_file import save_file
 
 
 def _audio_buffer(key: str, shape: tuple[int, ...], config: LTXConfig | None) -> np.ndarray | None:
     """Fixed (not learned) audio buffers: the vocoders' anti-aliasing filters and the BWE's STFT / mel bases."""
+    from ltx_jax.nn.dsp import kaiser_sinc_filter, slaney_mel_filterbank, stft_bases
     if key.endswith(("upsample.filter", "lowpass.filter")):
-        from ltx_jax.audio_vae.resample import kaiser_sinc_filter
         return kaiser_sinc_filter(0.25, 0.3, shape[-1]).reshape(shape)  # the x2 Activation1d filters
     if "mel_stft." not in key or config is None or config.vocoder is None or config.vocoder.bwe is None:
         return None
     bwe = config.vocoder.bwe
     if key.endswith("mel_basis"):
-        from ltx_jax.audio_vae.mel import slaney_mel_filterbank
         return slaney_mel_filterbank(bwe.input_sampling_rate, bwe.n_fft, bwe.num_mels).T
-    n = bwe.n_fft
-    window = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n) / n)
-    dft = np.fft.fft(np.eye(n))[: n // 2 + 1]
-    basis = np.vstack([dft.real, dft.imag]) * window
-    return (basis if key.endswith("forward_basis") else np.linalg.pinv(n * basis).T * window)[:, None, :]
+    forward, inverse = stft_bases(bwe.n_fft)
+    return forward if key.endswith("forward_basis") else inverse
 
 
 def _vocoder_upsample_rate(key: str, config: LTXConfig | None) -> int | None:
@@ -83,25 +79,13 @@ def write_schema_file(schema: Mapping[str, tuple[int, ...]], path: str | Path, m
     return path
 
 
-def write_checkpoint(config: LTXConfig, path: str | Path, seed: int = 0, dtype: np.dtype | str = np.float32) -> Path:
-    """A single-file checkpoint with transformer, connectors and video VAE (plus the audio VAE and vocoder when
-    the config has them), config in the metadata."""
+def write_checkpoint(config: LTXConfig, path: str | Path, seed: int = 0, dtype: np.dtype | str = np.float32,
+                     extra_schema: Mapping[str, tuple[int, ...]] | None = None) -> Path:
+    """A single-file checkpoint with transformer, connectors and video VAE, config in the metadata; `extra_schema`
+    adds more keys (the audio VAE and vocoder: `ltx_jax.audio_vae.audio_schema(config)`)."""
     schema = {k: s for part in S.checkpoint_schema(config).values() for k, s in part.items()}
-    schema.update(audio_schema(config))
+    schema.update(extra_schema or {})
     return write_schema_file(schema, path, config.to_metadata(), seed, dtype, config)
-
-
-def audio_schema(config: LTXConfig) -> dict[str, tuple[int, ...]]:
-    """{file key: shape} of the audio VAE (decoder, encoder, shared statistics) and the vocoder, read from the
-    modules themselves (their paths are the official keys)."""
-    from ltx_jax.convert.restore import expected_file_keys
-    out = {}
-    if config.audio_vae is not None:
-        out.update(expected_file_keys("audio_vae_decoder", config.audio_vae))
-        out.update(expected_file_keys("audio_vae_encoder", config.audio_vae))
-    if config.vocoder is not None:
-        out.update(expected_file_keys("vocoder", config.vocoder))
-    return out
 
 
 def write_upsampler(config: UpsamplerConfig, path: str | Path, seed: int = 0,
