@@ -35,6 +35,9 @@ _EXPORTS = {
     "TilingConfig": "ltx_jax.video_vae",
     "load_upsampler": "ltx_jax.upsampler", "upsample_video": "ltx_jax.upsampler",
     "load_tae": "ltx_jax.tiny_vae", "decode_video": "ltx_jax.tiny_vae",
+    "load_audio_decoder": "ltx_jax.audio_vae", "load_audio_encoder": "ltx_jax.audio_vae",
+    "load_vocoder": "ltx_jax.audio_vae", "decode_audio": "ltx_jax.audio_vae",
+    "decode_audio_chunked": "ltx_jax.audio_vae", "encode_audio": "ltx_jax.audio_vae",
     # sampling
     "video_positions": "ltx_jax.sampling", "audio_positions": "ltx_jax.sampling", "GuiderParams": "ltx_jax.sampling",
     # pipelines
@@ -44,7 +47,8 @@ _EXPORTS = {
     "dev_one_stage": "ltx_jax.pipelines", "hq_two_stage": "ltx_jax.pipelines", "PIPELINES": "ltx_jax.pipelines",
 }
 # The model packages bind their modules to the checkpoint layout when imported; `restore` by name needs them.
-_MODEL_PACKAGES = ("ltx_jax.transformer", "ltx_jax.video_vae", "ltx_jax.upsampler", "ltx_jax.tiny_vae")
+_MODEL_PACKAGES = ("ltx_jax.transformer", "ltx_jax.video_vae", "ltx_jax.upsampler", "ltx_jax.tiny_vae",
+                   "ltx_jax.audio_vae")
 
 __all__ = sorted(_EXPORTS)
 

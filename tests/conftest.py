@@ -122,12 +122,18 @@ def build_lora_reference(config: str, seed: int = 0) -> Path:
                                             "--out", str(out)], "LoRA reference")
 
 
-def build_tae_wide_reference(seed: int = 0) -> Path:
-    """Wide TAE fixture (shared TAE format) from the upstream wide decoder (tests/reference/build_tae_wide.py, the
-    vendored madebyollin/taehv `taehv.py` of branch 2026_03_11_taeltx23_wide)."""
-    out = CACHE / _builder_hash() / f"taeltx2_3_wide_seed{seed}"
-    return _cached_build(out, lambda root: [str(REF_PYTHON), str(REFERENCE / "build_tae_wide.py"), "--out", str(out),
-                                            "--seed", str(seed)], "wide TAE reference")
+AUDIO_CONFIGS = ("ltx2-audio-tiny", "ltx23-audio-tiny", "ltx23-audio-odd", "ltx2-audio-odd")
+
+
+def build_audio_reference(config: str, seed: int = 0) -> Path:
+    """Audio fixture directory (docs/reference-fixtures-audio.md); the first call builds every audio config of
+    `seed` in one process (tests/reference/build_audio.py, a few seconds each)."""
+    def command(root: Path) -> list[str]:
+        todo = [c for c in AUDIO_CONFIGS if not (root / f"{c}_seed{seed}" / "manifest.json").is_file()]
+        return [str(REF_PYTHON), str(REFERENCE / "build_audio.py"), "--root", str(root),
+                "--configs", ",".join(sorted(set(todo) | {config})), "--seeds", str(seed)]
+
+    return _cached_build(CACHE / _builder_hash() / f"{config}_seed{seed}", command, "audio reference")
 
 
 @pytest.fixture(scope="session", params=CONFIGS)

@@ -1,10 +1,9 @@
 """The wide decoder and previews of the tiny autoencoder.
 
-`taeltx2_3_wide` (madebyollin/taehv branch `2026_03_11_taeltx23_wide`, commit 32ac014): its full-size decoder
-against the upstream code itself (a fixture built at test time by tests/reference/build_tae_wide.py from the
-vendored upstream `taehv.py`, parallel and sequential decode); its WideMemBlock also against a NumPy
-transcription of docs/tae.md, streaming == parallel on a small float16 file in the wide layout, and the
-real-size layout by shapes.
+`taeltx2_3_wide` (madebyollin/taehv branch `2026_03_11_taeltx23_wide`) has no reference outputs here and its
+upstream code may not be committed to this repository, so it is NOT verified against upstream: its WideMemBlock
+is checked against a NumPy transcription of docs/tae.md, its full decoder by streaming == parallel on a small
+float16 file in the wide layout, and its real-size layout by shapes.
 """
 
 from __future__ import annotations
@@ -16,7 +15,7 @@ import pytest
 from flax import nnx
 
 from ltx_jax.checkpoint.safetensors_file import save_file
-from ltx_jax.parity import relative_error, run_parity
+from ltx_jax.parity import relative_error
 from ltx_jax.tiny_vae import (TAELTX2_3, TAELTX2_3_WIDE, Preview, PreviewHook, TAEConfig, TinyAutoencoder,
                               config_from_shapes, decode_video, load_tae, state_dict)
 from ltx_jax.tiny_vae.layers import TGrow, WideMemBlock
@@ -151,14 +150,3 @@ def test_previews(tae_fixture):
     for step in range(10):
         hook(step, z)
     assert seen == [(s, (1, 3, 64, 96, 3), np.uint8) for s in (0, 4, 8, 9)]
-
-
-@pytest.mark.reference
-def test_wide_decoder_equals_upstream():
-    """Upstream's wide TAEHV (random float16 weights, full widths 1024/512/256/64) decoded with its parallel and
-    sequential paths against ours (parallel, streaming) through the parity runner: every array, <= 1e-5."""
-    from conftest import build_tae_wide_reference
-
-    report = run_parity(build_tae_wide_reference())
-    assert report.ok and not report.unclaimed and not report.skipped, report.to_json()
-    assert len(report.arrays) == 4 and max(a["max_rel_err"] for a in report.arrays.values()) <= 1e-5

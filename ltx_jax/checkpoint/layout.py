@@ -28,14 +28,16 @@ from typing import Any
 
 from flax import nnx
 
-from ltx_jax.configs import from_metadata, upsampler_from_metadata, vae_config_from_metadata
+from ltx_jax.configs import (audio_vae_config_from_metadata, from_metadata, upsampler_from_metadata,
+                             vae_config_from_metadata, vocoder_config_from_metadata)
 from ltx_jax.checkpoint.errors import LoadError
 from ltx_jax.checkpoint.source import Source
 from ltx_jax.checkpoint.tae_layout import tae_config_from_shapes
 
 __all__ = ["LoadError", "Component", "LAYOUT", "FILE_GROUPS", "file_group", "module_keys", "file_keys",
            "expected_keys", "mismatch", "match", "read_ltx_config", "TRANSFORMER_PREFIX", "CONNECTOR_PREFIXES",
-           "TEXT_PROJECTION_PREFIX", "VAE_PREFIX", "VAE_STATISTICS_PREFIX", "AUDIO_VAE_PREFIX", "VOCODER_PREFIX"]
+           "TEXT_PROJECTION_PREFIX", "VAE_PREFIX", "VAE_STATISTICS_PREFIX", "AUDIO_VAE_PREFIX", "VOCODER_PREFIX",
+           "AUDIO_VAE_STATISTICS_PREFIX"]
 
 TRANSFORMER_PREFIX = "model.diffusion_model."
 CONNECTOR_PREFIXES = {"video": "model.diffusion_model.video_embeddings_connector.",
@@ -233,6 +235,18 @@ def _vae(part: str) -> Component:
                      config=lambda s: vae_config_from_metadata(s.metadata))
 
 
+AUDIO_VAE_STATISTICS_PREFIX = "audio_vae.per_channel_statistics."
+_USED_AUDIO_STATISTICS = tuple(AUDIO_VAE_STATISTICS_PREFIX + s for s in ("mean-of-means", "std-of-means"))
+
+
+def _audio_vae(part: str) -> Component:
+    # ltx_core AUDIO_VAE_{DECODER,ENCODER}_COMFY_KEYS_FILTER: audio_vae.<part>.* plus the shared statistics.
+    return Component(f"audio_vae_{part}", views=(("per_channel_statistics.", AUDIO_VAE_STATISTICS_PREFIX),
+                                                 ("", f"{AUDIO_VAE_PREFIX}{part}.")),
+                     owns=(f"{AUDIO_VAE_PREFIX}{part}.",), owned_keys=_USED_AUDIO_STATISTICS,
+                     config=lambda s: audio_vae_config_from_metadata(s.metadata))
+
+
 # The official layout: one entry per component.
 LAYOUT: dict[str, Component] = {c.name: c for c in (
     Component("transformer", views=(("", TRANSFORMER_PREFIX),), stacked=("transformer_blocks",),
@@ -245,6 +259,11 @@ LAYOUT: dict[str, Component] = {c.name: c for c in (
               owns=_TEXT_PREFIXES, config=lambda s: read_ltx_config(s).connector, checks=(_check_text,)),
     _vae("encoder"),
     _vae("decoder"),
+    _audio_vae("decoder"),
+    _audio_vae("encoder"),
+    # VOCODER_COMFY_KEYS_FILTER strips exactly one `vocoder.` (LTX-2.3 keys nest as vocoder.vocoder.*).
+    Component("vocoder", views=(("", VOCODER_PREFIX),), owns=(VOCODER_PREFIX,),
+              config=lambda s: vocoder_config_from_metadata(s.metadata)),
     Component("upsampler", config=lambda s: upsampler_from_metadata(s.metadata)),  # its own file, no prefix
     Component("tae", config=lambda s: tae_config_from_shapes({k: v.shape for k, v in s.specs().items()})),
 )}

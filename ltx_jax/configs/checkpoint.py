@@ -116,3 +116,23 @@ def vae_config_from_metadata(metadata: Mapping[str, str], *, strict: bool = True
     if "vae" not in config:
         raise ConfigError("checkpoint config has no 'vae' section (not a file with the video VAE)")
     return VideoVAEConfig.from_dict(config["vae"], strict=strict)
+
+
+def _audio_section(metadata: Mapping[str, str], name: str) -> dict:
+    try:
+        config = json.loads(metadata["config"])
+    except (KeyError, json.JSONDecodeError) as e:
+        raise ConfigError(f"checkpoint metadata has no valid 'config' JSON ({e})") from None
+    if name not in config:
+        raise ConfigError(f"checkpoint config has no '{name}' section (no {name} in this file)")
+    return config[name]
+
+
+def audio_vae_config_from_metadata(metadata: Mapping[str, str], *, strict: bool = True) -> AudioVAEConfig:
+    """The `audio_vae` section of the checkpoint's metadata `config` JSON."""
+    return AudioVAEConfig.from_dict(_audio_section(metadata, "audio_vae"), strict=strict)
+
+
+def vocoder_config_from_metadata(metadata: Mapping[str, str], *, strict: bool = True) -> VocoderConfig:
+    """The `vocoder` section (flat: LTX-2 `Vocoder`; nested `{vocoder, bwe}`: LTX-2.3 `VocoderWithBWE`)."""
+    return VocoderConfig.from_dict(_audio_section(metadata, "vocoder"), strict=strict)

@@ -18,10 +18,11 @@ _LORA_STRENGTHS = {"dev": (None, 1.0), "hq": (0.25, 0.5)}
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("generate", help="run a pipeline on a precomputed prompt and write frames",
+    p = sub.add_parser("generate", help="run a pipeline on a precomputed prompt and write frames and audio",
                        description="Generate a video with a composed pipeline (ltx_jax.pipelines) from a prompt file "
                                    "(connector outputs, or Gemma hidden states + mask); writes video.npz "
-                                   "(uint8 frames), latents.npz, and optionally PNG frames / mp4 (PyAV).")
+                                   "(uint8 frames, and the waveform when the checkpoint has the audio VAE and "
+                                   "vocoder), latents.npz, and optionally PNG frames / mp4 with AAC audio (PyAV).")
     p.add_argument("checkpoint", help="official single-file checkpoint or ltx-jax checkpoint folder")
     p.add_argument("--prompt", required=True, help=".npz / .safetensors: video_context + audio_context (+ negative_*), "
                                                    "or hidden_states + attention_mask (+ negative_*)")
@@ -112,14 +113,17 @@ def run(args: argparse.Namespace) -> int:
         frames = out.frames_uint8()
         t_run = time.perf_counter()
         fps = args.fps * (2 if args.temporal_upscale else 1)
-        files = write_frames(args.out, frames, fps, formats)
+        audio = None if out.audio is None else out.audio[0]
+        files = write_frames(args.out, frames, fps, formats, audio=audio, sample_rate=out.sample_rate)
         # float32: a bf16 array would be stored by numpy as raw bytes ('V2'), unreadable as numbers
         np.savez(Path(args.out) / "latents.npz", video_latent=np.asarray(out.latent, np.float32),
-                 audio_tokens=np.asarray(out.audio, np.float32))
+                 audio_tokens=np.asarray(out.audio_latent, np.float32))
     except (ValueError, VideoShapeError, MediaError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     summary = {"pipeline": args.pipeline, "frames": list(frames.shape), "fps": fps, "out": str(args.out),
+               "audio": None if out.audio is None else {"samples": int(out.audio.shape[-1]),
+                                                        "sample_rate": out.sample_rate},
                "files": len(files) + 1, "load_s": round(t_load - t0, 2), "generate_s": round(t_run - t_load, 2)}
     print(json.dumps(summary))
     return 0
