@@ -16,7 +16,10 @@ from ltx_jax.configs.gemma import GEMMA3_12B, GemmaConfig
 from ltx_jax.text_encoder.encoder import GemmaEncoder, gemma_rules, load_gemma, per_device_bytes
 from ltx_jax.text_encoder.loading import GemmaFolder, GemmaFolderError
 from ltx_jax.text_encoder.model import Gemma3TextModel
+from ltx_jax.text_encoder.prompts import (encode_prompts, load_text_embeddings_for, negative_prompt, text_digest,
+                                          write_prompt_file)
 from ltx_jax.text_encoder.tokenizer import MAX_LENGTH, GemmaTokenizer, TokenizerError
 
 __all__ = ["GemmaConfig", "GEMMA3_12B", "GemmaEncoder", "load_gemma", "gemma_rules", "per_device_bytes",
-           "GemmaFolder", "GemmaFolderError", "Gemma3TextModel", "GemmaTokenizer", "TokenizerError", "MAX_LENGTH"]
+           "GemmaFolder", "GemmaFolderError", "Gemma3TextModel", "GemmaTokenizer", "TokenizerError", "MAX_LENGTH",
+           "encode_prompts", "load_text_embeddings_for", "write_prompt_file", "negative_prompt", "text_digest"]
