@@ -24,7 +24,7 @@ from ltx_jax.text_encoder.loading import GemmaFolder, restore_gemma
 from ltx_jax.text_encoder.model import Gemma3TextModel
 from ltx_jax.text_encoder.tokenizer import MAX_LENGTH, GemmaTokenizer
 
-__all__ = ["GemmaEncoder", "load_gemma", "gemma_rules", "per_device_bytes", "hidden_states_fn", "prenorm_fn"]
+__all__ = ["GemmaEncoder", "load_gemma", "gemma_rules", "per_device_bytes", "hidden_states_fn", "with_prenorm_fn"]
 
 P = PartitionSpec
 _ALL = ("data", "context", "tensor")
@@ -75,9 +75,9 @@ def hidden_states_fn(graphdef: nnx.GraphDef, state: nnx.State, input_ids: jax.Ar
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef",))
-def prenorm_fn(graphdef: nnx.GraphDef, state: nnx.State, input_ids: jax.Array, attention_mask: jax.Array):
-    """The last layer's output before the final norm `[B, T, hidden]`."""
-    return nnx.merge(graphdef, state).last_layer_prenorm(input_ids, attention_mask)
+def with_prenorm_fn(graphdef: nnx.GraphDef, state: nnx.State, input_ids: jax.Array, attention_mask: jax.Array):
+    """(hidden states `[L+1, B, T, hidden]`, the last layer's output before the final norm `[B, T, hidden]`)."""
+    return nnx.merge(graphdef, state).with_prenorm(input_ids, attention_mask)
 
 
 class GemmaEncoder:

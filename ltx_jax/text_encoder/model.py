@@ -182,13 +182,13 @@ class Gemma3TextModel(nnx.Module):
             `[L+1, B, T, hidden]` in the compute dtype: index 0 the scaled embeddings, index i < L the output of
             layer i, index L the final norm of the last layer's output. Values at pad positions are arbitrary.
         """
-        x, last, outs = self._run(input_ids, attention_mask)
-        # outs[-1] is the last layer's raw output; the official stack ends with its final norm instead.
-        return jnp.concatenate([x[None], outs[:-1], self.norm(last)[None]], axis=0)
+        # The scan's last output is the last layer's raw output; the official stack ends with its final norm.
+        return self.with_prenorm(input_ids, attention_mask)[0]
 
-    def last_layer_prenorm(self, input_ids: jax.Array, attention_mask: jax.Array) -> jax.Array:
-        """The last layer's output before the final norm `[B, T, hidden]` (not among the hidden states)."""
-        return self._run(input_ids, attention_mask)[1]
+    def with_prenorm(self, input_ids: jax.Array, attention_mask: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """(`__call__`'s hidden states, the last layer's output before the final norm `[B, T, hidden]`)."""
+        x, last, outs = self._run(input_ids, attention_mask)
+        return jnp.concatenate([x[None], outs[:-1], self.norm(last)[None]], axis=0), last
 
     def _run(self, input_ids: jax.Array, attention_mask: jax.Array):
         """(scaled embeddings `[B, T, H]`, last layer output `[B, T, H]`, every layer's output `[L, B, T, H]`)."""
