@@ -194,3 +194,20 @@ def test_encode_prompts_cache_free_and_prompt_file(fixture_dir, tmp_path):
     loaded = load_prompt(path)
     np.testing.assert_array_equal(np.asarray(loaded.positive.video), np.asarray(first[0][0]))
     np.testing.assert_array_equal(np.asarray(loaded.negative.audio), np.asarray(first[1][1]))
+
+
+def test_encode_command_writes_a_generate_prompt(fixture_dir, tmp_path, capsys):
+    """`ltx-jax encode` -> .npz that `load_prompt` (generate --prompt) reads; bad folders exit 2 with the reason."""
+    from ltx_jax.cli import main
+    from ltx_jax.pipelines import load_prompt
+
+    gemma, ckpt = str(fixture_dir / "gemma"), str(fixture_dir / "ltx_text_checkpoint.safetensors")
+    out = tmp_path / "prompt.npz"
+    assert main(["encode", gemma, ckpt, "--prompt", "A red fox runs through fresh snow at dawn.", "--out", str(out),
+                 "--dtype", "float32"]) == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert report["prompts"] == 2 and report["video_context"][:2] == [1, 1024]
+    prompt = load_prompt(out)
+    assert prompt.negative is not None and prompt.positive.video.shape[1] == 1024
+    assert main(["encode", str(tmp_path), ckpt, "--prompt", "x", "--out", str(tmp_path / "bad.npz")]) == 2
+    assert "no config.json" in capsys.readouterr().err and not (tmp_path / "bad.npz").exists()
