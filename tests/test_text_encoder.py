@@ -211,3 +211,24 @@ def test_encode_command_writes_a_generate_prompt(fixture_dir, tmp_path, capsys):
     assert prompt.negative is not None and prompt.positive.video.shape[1] == 1024
     assert main(["encode", str(tmp_path), ckpt, "--prompt", "x", "--out", str(tmp_path / "bad.npz")]) == 2
     assert "no config.json" in capsys.readouterr().err and not (tmp_path / "bad.npz").exists()
+
+
+def test_encode_prompts_from_a_folder_loads_gemma_only_on_a_miss(fixture_dir, tmp_path, monkeypatch):
+    """With a folder, Gemma is loaded on a cache miss and freed before returning; a hit never loads it."""
+    from ltx_jax.text_encoder import prompts as prompts_module
+
+    loads = []
+    real = prompts_module.load_gemma
+
+    def counting(*args, **kwargs):
+        loads.append(real(*args, **kwargs))
+        return loads[-1]
+
+    monkeypatch.setattr(prompts_module, "load_gemma", counting)
+    text = load_text_embeddings_for(fixture_dir / "gemma", fixture_dir / "ltx_text_checkpoint.safetensors", F32)
+    args = (fixture_dir / "gemma", text, ["A quiet harbor at dawn.", negative_prompt()])  # B = 2: shares the compile
+    first = encode_prompts(*args, cache_dir=tmp_path, runtime=F32)
+    assert len(loads) == 1 and loads[0].state is None  # freed
+    second = encode_prompts(*args, cache_dir=tmp_path, runtime=F32)
+    assert len(loads) == 1
+    np.testing.assert_array_equal(np.asarray(first[0][0]), np.asarray(second[0][0]))

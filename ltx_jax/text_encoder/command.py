@@ -35,17 +35,16 @@ def run(args: argparse.Namespace) -> int:
     from ltx_jax.configs import ConfigError, Runtime
     from ltx_jax.convert.loading import LoadError
     from ltx_jax.convert.safetensors_file import SafetensorsError
-    from ltx_jax.text_encoder import (GemmaFolderError, TokenizerError, encode_prompts, load_gemma,
+    from ltx_jax.text_encoder import (GemmaFolderError, TokenizerError, encode_prompts,
                                       load_text_embeddings_for, negative_prompt, write_prompt_file)
 
     runtime = Runtime(param_dtype=args.dtype, compute_dtype=args.dtype)
     prompts = [args.prompt] + ([] if args.no_negative else [args.negative or negative_prompt()])
     start = time.perf_counter()
     try:
-        gemma = load_gemma(args.gemma, runtime)
-        text = load_text_embeddings_for(gemma, args.checkpoint, runtime)
-        contexts = encode_prompts(gemma, text, prompts, cache_dir=args.cache)
-        gemma.free()
+        # Gemma (the folder) is loaded only on a cache miss, and freed before returning.
+        text = load_text_embeddings_for(args.gemma, args.checkpoint, runtime)
+        contexts = encode_prompts(args.gemma, text, prompts, cache_dir=args.cache, runtime=runtime)
         path = write_prompt_file(args.out, contexts[0], contexts[1] if len(contexts) > 1 else None)
     except (GemmaFolderError, TokenizerError, ConfigError, LoadError, SafetensorsError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)

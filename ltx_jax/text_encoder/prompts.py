@@ -25,32 +25,45 @@ import numpy as np
 from flax import nnx
 
 from ltx_jax.configs import Runtime, from_metadata
+from ltx_jax.configs.gemma import GemmaConfig
 from ltx_jax.convert.loading import LoadError
 from ltx_jax.convert.safetensors_file import SafetensorsFile
-from ltx_jax.text_encoder.encoder import GemmaEncoder
+from ltx_jax.text_encoder.encoder import GemmaEncoder, load_gemma
+from ltx_jax.text_encoder.loading import GemmaFolder
+from ltx_jax.text_encoder.tokenizer import MAX_LENGTH
 from ltx_jax.transformer import encode_text, load_text_embeddings
 
 __all__ = ["encode_prompts", "write_prompt_file", "text_digest", "negative_prompt", "load_text_embeddings_for"]
 
 
-def load_text_embeddings_for(gemma: GemmaEncoder, checkpoint: str | os.PathLike,
+def load_text_embeddings_for(gemma: GemmaEncoder | GemmaConfig | str | os.PathLike, checkpoint: str | os.PathLike,
                              runtime: Runtime = Runtime()) -> tuple[nnx.GraphDef, nnx.State]:
     """The checkpoint's feature extractor + connectors sized for this Gemma (width x number of hidden states).
+
+    Args:
+        gemma: an encoder, its config, or its hub folder (only config.json is read).
 
     Raises:
         LoadError: the checkpoint's text projection does not take this Gemma's `hidden x (L+1)` features.
     """
+    if isinstance(gemma, GemmaEncoder):
+        config = gemma.config
+    elif isinstance(gemma, GemmaConfig):
+        config = gemma
+    else:
+        folder = GemmaFolder(gemma)
+        config = folder.config
+        folder.close()
+    hidden, count = config.hidden_size, config.num_hidden_layers + 1
     f = SafetensorsFile(checkpoint)
     try:
         connector = from_metadata(f.metadata).connector
-        connector = dataclasses.replace(connector, text_hidden_size=gemma.config.hidden_size,
-                                        text_num_hidden_states=gemma.num_hidden_states)
+        connector = dataclasses.replace(connector, text_hidden_size=hidden, text_num_hidden_states=count)
         name = "aggregate_embed" if connector.feature_extractor == "v1" else "video_aggregate_embed"
         key = f"text_embedding_projection.{name}.weight"
-        width = gemma.config.hidden_size * gemma.num_hidden_states
-        if key in f and f.info(key).shape[1] != width:
+        if key in f and f.info(key).shape[1] != hidden * count:
             raise LoadError(f"{checkpoint}: {key} takes {f.info(key).shape[1]} features; this Gemma gives "
-                            f"{gemma.config.hidden_size} x {gemma.num_hidden_states} = {width} (another text encoder?)")
+                            f"{hidden} x {count} = {hidden * count} (another text encoder?)")
         return nnx.split(load_text_embeddings(f, runtime, config=connector))
     finally:
         f.close()
@@ -80,10 +93,9 @@ def text_digest(text_embeddings) -> str:
     return h.hexdigest()
 
 
-def _key(gemma: GemmaEncoder, digest: str, prompt: str) -> str:
+def _key(fingerprint: str, runtime: Runtime, digest: str, prompt: str) -> str:
     h = hashlib.sha256()
-    for part in (gemma.fingerprint, digest, gemma.runtime.param_dtype, gemma.runtime.compute_dtype,
-                 str(gemma.tokenizer.max_length), prompt):
+    for part in (fingerprint, digest, runtime.param_dtype, runtime.compute_dtype, str(MAX_LENGTH), prompt):
         h.update(part.encode() + b"\0")
     return h.hexdigest()
 
@@ -105,16 +117,20 @@ def _load(path: Path) -> tuple[jax.Array, jax.Array, jax.Array]:
         return jnp.asarray(z["video_context"]), jnp.asarray(z["audio_context"]), jnp.asarray(z["mask"])
 
 
-def encode_prompts(gemma: GemmaEncoder, text_embeddings, prompts: Sequence[str], *,
-                   cache_dir: str | os.PathLike | None = None) -> list[tuple[jax.Array, jax.Array, jax.Array]]:
+def encode_prompts(gemma: GemmaEncoder | str | os.PathLike, text_embeddings, prompts: Sequence[str], *,
+                   cache_dir: str | os.PathLike | None = None, runtime: Runtime = Runtime(),
+                   shardings=None) -> list[tuple[jax.Array, jax.Array, jax.Array]]:
     """Contexts for each prompt: `[(video_context [1, T, Dv], audio_context [1, T, Da], mask [1, T])]`.
 
     Args:
-        gemma: from `load_gemma` (not needed when every prompt is cached; it may have been freed then).
+        gemma: a `GemmaEncoder` from `load_gemma` (it may have been freed if every prompt is cached), or the hub
+            folder: then Gemma is loaded (with `runtime`, `shardings`) only if some prompt is not cached, and freed
+            before returning (the memory plan: the 12B encoder never coexists with the DiT).
         text_embeddings: the checkpoint's `EmbeddingsProcessor` (module or `nnx.split` pair), e.g.
             `load_text_embeddings(ckpt, runtime)`.
         prompts: strings; all uncached ones run as one batch (T = 1024).
         cache_dir: where to keep / find per-prompt results (None: no cache).
+        runtime, shardings: for a folder `gemma` (an encoder keeps its own).
 
     Returns:
         One tuple per prompt, in order. `mask` is the connectors' output mask: all ones, since the registers
@@ -126,12 +142,22 @@ def encode_prompts(gemma: GemmaEncoder, text_embeddings, prompts: Sequence[str],
     paths = [None] * len(prompts)
     if cache is not None:
         digest = text_digest((graphdef, state))
-        paths = [cache / f"{_key(gemma, digest, p)}.npz" for p in prompts]
+        if isinstance(gemma, GemmaEncoder):
+            fingerprint, runtime = gemma.fingerprint, gemma.runtime
+        else:
+            folder = GemmaFolder(gemma)  # headers only
+            fingerprint = folder.fingerprint()
+            folder.close()
+        paths = [cache / f"{_key(fingerprint, runtime, digest, p)}.npz" for p in prompts]
     results: list = [(_load(p) if p is not None and p.is_file() else None) for p in paths]
     todo = [i for i, r in enumerate(results) if r is None]
     if todo:
-        ids, mask = gemma.tokenize([prompts[i] for i in todo])
-        hidden = gemma.hidden_states(ids, mask)  # [L+1, B, T, H]
+        encoder = gemma if isinstance(gemma, GemmaEncoder) else load_gemma(gemma, runtime, shardings)
+        ids, mask = encoder.tokenize([prompts[i] for i in todo])
+        hidden = encoder.hidden_states(ids, mask)  # [L+1, B, T, H]
+        if encoder is not gemma:
+            hidden = jax.block_until_ready(hidden)
+            encoder.free()
         stacked = jnp.moveaxis(hidden, 0, -1)  # [B, T, H, L+1], the connectors' layout
         video, audio = encode_text(graphdef, state, stacked, jnp.asarray(mask))
         ones = jnp.ones(mask.shape, jnp.int32)
