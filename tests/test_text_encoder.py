@@ -196,39 +196,26 @@ def test_encode_prompts_cache_free_and_prompt_file(fixture_dir, tmp_path):
     np.testing.assert_array_equal(np.asarray(loaded.negative.audio), np.asarray(first[1][1]))
 
 
-def test_encode_command_writes_a_generate_prompt(fixture_dir, tmp_path, capsys):
-    """`ltx-jax encode` -> .npz that `load_prompt` (generate --prompt) reads; bad folders exit 2 with the reason."""
+def test_encode_command_loads_gemma_only_on_a_cache_miss(fixture_dir, tmp_path, capsys, monkeypatch):
+    """`ltx-jax encode` -> .npz that `load_prompt` (generate --prompt) reads. It passes the folder to
+    `encode_prompts`, which loads Gemma only on a cache miss and frees it before returning; a second run is served
+    from the cache without loading Gemma. Bad folders exit 2 with the reason and write nothing."""
     from ltx_jax.cli import main
     from ltx_jax.pipelines import load_prompt
-
-    gemma, ckpt = str(fixture_dir / "gemma"), str(fixture_dir / "ltx_text_checkpoint.safetensors")
-    out = tmp_path / "prompt.npz"
-    assert main(["encode", gemma, ckpt, "--prompt", "A red fox runs through fresh snow at dawn.", "--out", str(out),
-                 "--dtype", "float32"]) == 0
-    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert report["prompts"] == 2 and report["video_context"][:2] == [1, 1024]
-    prompt = load_prompt(out)
-    assert prompt.negative is not None and prompt.positive.video.shape[1] == 1024
-    assert main(["encode", str(tmp_path), ckpt, "--prompt", "x", "--out", str(tmp_path / "bad.npz")]) == 2
-    assert "no config.json" in capsys.readouterr().err and not (tmp_path / "bad.npz").exists()
-
-
-def test_encode_prompts_from_a_folder_loads_gemma_only_on_a_miss(fixture_dir, tmp_path, monkeypatch):
-    """With a folder, Gemma is loaded on a cache miss and freed before returning; a hit never loads it."""
     from ltx_jax.text_encoder import prompts as prompts_module
 
-    loads = []
-    real = prompts_module.load_gemma
-
-    def counting(*args, **kwargs):
-        loads.append(real(*args, **kwargs))
-        return loads[-1]
-
-    monkeypatch.setattr(prompts_module, "load_gemma", counting)
-    text = load_text_embeddings_for(fixture_dir / "gemma", fixture_dir / "ltx_text_checkpoint.safetensors", F32)
-    args = (fixture_dir / "gemma", text, ["A quiet harbor at dawn.", negative_prompt()])  # B = 2: shares the compile
-    first = encode_prompts(*args, cache_dir=tmp_path, runtime=F32)
-    assert len(loads) == 1 and loads[0].state is None  # freed
-    second = encode_prompts(*args, cache_dir=tmp_path, runtime=F32)
-    assert len(loads) == 1
-    np.testing.assert_array_equal(np.asarray(first[0][0]), np.asarray(second[0][0]))
+    loads, real = [], prompts_module.load_gemma
+    monkeypatch.setattr(prompts_module, "load_gemma", lambda *a, **k: loads.append(real(*a, **k)) or loads[-1])
+    gemma, ckpt = str(fixture_dir / "gemma"), str(fixture_dir / "ltx_text_checkpoint.safetensors")
+    outs = [tmp_path / "prompt.npz", tmp_path / "again.npz"]
+    for out in outs:
+        assert main(["encode", gemma, ckpt, "--prompt", "A red fox runs through fresh snow at dawn.", "--out",
+                     str(out), "--dtype", "float32", "--cache", str(tmp_path / "cache")]) == 0
+    assert len(loads) == 1 and loads[0].state is None  # loaded once, freed
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert report["prompts"] == 2 and report["video_context"][:2] == [1, 1024]
+    first, again = load_prompt(outs[0]), load_prompt(outs[1])
+    assert first.negative is not None and first.positive.video.shape[1] == 1024
+    np.testing.assert_array_equal(np.asarray(first.negative.audio), np.asarray(again.negative.audio))
+    assert main(["encode", str(tmp_path), ckpt, "--prompt", "x", "--out", str(tmp_path / "bad.npz")]) == 2
+    assert "no config.json" in capsys.readouterr().err and not (tmp_path / "bad.npz").exists()

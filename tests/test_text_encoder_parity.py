@@ -35,23 +35,29 @@ def test_fixture_covers_the_cases(gemma_reference):
     arrays = np.load(gemma_reference / "fixtures.npz")
     ids = arrays["tok.medium.input_ids"][0]
     assert ((ids >= 9) & (ids <= 264)).any()  # byte-fallback tokens <0x00>..<0xFF>
-    lengths = {int(arrays[f"tok.{n}.attention_mask"].sum()) for n in p}
+    lengths = {int(arrays[f"tok.{n}.attention_mask"].sum()) for n in ("short", "medium", "long", "overlong")}
     assert len(lengths) == 4  # different lengths in one batch
 
 
 def test_parity_float32(gemma_reference):
-    """Tokens exact; every hidden state <= 2e-5; prompt -> connector outputs <= 1e-4 (max-abs relative)."""
-    report = run_parity(gemma_reference, only=r"^(gemma_tokenizer|gemma_hidden_states|gemma_text_path)$")
+    """Tokens exact; every hidden state <= 2e-5; prompt -> connector outputs <= 1e-4 (max-abs relative). The whole
+    path (`ltx.*`) runs on gemma-tiny; on the odd shapes the decoder and tokenizer suffice (test time)."""
+    whole = not gemma_reference.name.startswith("gemma-tiny-odd")
+    report = run_parity(gemma_reference, only=r"^(gemma_tokenizer|gemma_hidden_states|gemma_text_path)$" if whole
+                        else r"^(gemma_tokenizer|gemma_hidden_states)$")
     assert report.arrays, "no Gemma array was checked"
     failed = {k: v for k, v in report.arrays.items() if not v["ok"]}
     assert not failed, failed
     worst = _groups(report)
     assert worst["tok.input_ids"] == 0 and worst["tok.attention_mask"] == 0
     assert worst["gemma.hidden_states"] <= 2e-5 and worst["gemma.last_layer_prenorm"] <= 2e-5
-    assert worst["ltx.video_encoding"] <= 1e-4 and worst["ltx.audio_encoding"] <= 1e-4
+    if whole:
+        assert worst["ltx.video_encoding"] <= 1e-4 and worst["ltx.audio_encoding"] <= 1e-4
     names = {n.split(".")[1] for n in report.arrays if n.startswith("gemma.")}
     assert names == {"short", "medium", "long", "overlong"}
-    unchecked = {k: v for k, v in report.skipped.items() if not k.startswith("ltx_bf16.")}
+    edges = {n.split(".")[1] for n in report.arrays if n.startswith("tok.edge_")}
+    assert len(edges) >= 6  # empty, whitespace only, newlines/tabs, special-token text, emoji/combining, one long word
+    unchecked = {k: v for k, v in report.skipped.items() if not k.startswith(("ltx_bf16.",) if whole else ("ltx",))}
     assert not unchecked, unchecked
 
 

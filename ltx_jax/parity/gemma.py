@@ -3,7 +3,8 @@
 Reads `gemma/` (hub folder), `ltx_text_checkpoint.safetensors`, the prompt texts from `manifest.json` and
 compares:
 
-- `tok.<p>.input_ids` / `.attention_mask`: our tokenizer on the prompt text (exact, bound 0);
+- `tok.<p>.input_ids` / `.attention_mask`: our tokenizer on the prompt text (exact, bound 0), for every prompt
+  (including tokenizer-only ones);
 - `gemma.<p>.hidden_states` / `.last_layer_prenorm`: our decoder, float32, on the fixture's own tokens, all
   prompts as one batch (different lengths), on valid positions (pad rows are implementation-defined: SDPA and
   eager differ there by ~8, so our values at pads are replaced by the reference's before comparing);
@@ -16,6 +17,7 @@ Configs come from the folder's config.json and the checkpoint's metadata; nothin
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from functools import lru_cache
 
@@ -99,7 +101,7 @@ def _run_tokens(fx: Fixture) -> Iterator[tuple[str, np.ndarray, float]]:
 
 def _run_hidden(fx: Fixture) -> Iterator[tuple[str, np.ndarray, float]]:
     gemma, _ = _encoder(str(fx.path), F32)
-    names = list(prompts(fx))
+    names = [n for n in prompts(fx) if f"gemma.{n}.hidden_states" in fx or f"gemma.{n}.last_layer_prenorm" in fx]
     ids = np.concatenate([fx[f"tok.{n}.input_ids"] for n in names])
     mask = np.concatenate([fx[f"tok.{n}.attention_mask"] for n in names])
     hidden, prenorm = _hidden_and_prenorm(gemma, ids, mask)  # [L+1, B, T, H], all prompts in one batch
@@ -117,7 +119,7 @@ def _run_path(fx: Fixture, runtime: Runtime, prefix: str, bound_hidden: float, b
     gemma, text = _encoder(str(fx.path), runtime)
     if text is None:
         raise FileNotFoundError(f"{fx.path / CHECKPOINT} is missing")
-    texts = prompts(fx)
+    texts = {n: t for n, t in prompts(fx).items() if fx.names(rf"^{re.escape(prefix)}\.{re.escape(n)}\.")}
     ids, mask = gemma.tokenize(list(texts.values()))
     hidden = _hidden_and_prenorm(gemma, ids, mask)[0]  # [L+1, B, T, H]
     stacked = jnp.moveaxis(hidden, 0, -1)

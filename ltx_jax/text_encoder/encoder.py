@@ -52,9 +52,14 @@ def gemma_rules(mesh: Mesh, weights: str = "fsdp") -> ShardingRules:
     raise ValueError(f"weights={weights!r}; choose fsdp, tensor or replicated")
 
 
+@functools.lru_cache(maxsize=4)
+def _abstract_state(config: GemmaConfig, runtime: Runtime) -> nnx.State:
+    return nnx.state(nnx.eval_shape(lambda: Gemma3TextModel(config, runtime, rngs=nnx.Rngs(0))))
+
+
 def per_device_bytes(config: GemmaConfig, runtime: Runtime, rules: ShardingRules | None) -> int:
     """Largest per-device parameter bytes of the decoder under `rules` (from shapes; nothing allocated)."""
-    state = nnx.state(nnx.eval_shape(lambda: Gemma3TextModel(config, runtime, rngs=nnx.Rngs(0))))
+    state = _abstract_state(config, runtime)
     per_device: dict = {}
     for path, var in nnx.to_flat_state(state):
         shape, itemsize = tuple(var.shape), np.dtype(var.dtype).itemsize

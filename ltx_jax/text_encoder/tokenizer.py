@@ -48,14 +48,21 @@ class GemmaTokenizer:
             other = " (a tokenizer.model is there, but this port reads tokenizer.json, as transformers does)" \
                 if (folder / "tokenizer.model").is_file() else ""
             raise TokenizerError(f"{folder}: no tokenizer.json{other}; expected a Hugging Face Gemma-3 folder")
-        config = {}
-        for name in ("special_tokens_map.json", "tokenizer_config.json"):  # tokenizer_config wins, as in HF
-            if (folder / name).is_file():
-                config.update(json.loads((folder / name).read_text()))
+        config = json.loads((folder / "tokenizer_config.json").read_text()) \
+            if (folder / "tokenizer_config.json").is_file() else {}
+        if "added_tokens_decoder" not in config and (folder / "special_tokens_map.json").is_file():
+            # transformers' legacy path: without `added_tokens_decoder`, special_tokens_map.json overrides
+            config.update(json.loads((folder / "special_tokens_map.json").read_text()))
         cls = config.get("tokenizer_class")
         if cls is not None and cls not in _GEMMA_CLASSES:
             raise TokenizerError(f"{folder}: tokenizer_class={cls!r} is not a Gemma tokenizer ({_GEMMA_CLASSES})")
         self.tokenizer = Tokenizer.from_file(str(path))
+        vocab = self.tokenizer.get_vocab(with_added_tokens=True)
+        absent = {int(i): _token(t) for i, t in (config.get("added_tokens_decoder") or {}).items()
+                  if vocab.get(_token(t)) != int(i)}
+        if absent:  # transformers would add them on load; ids would then depend on its rules, so refuse
+            raise TokenizerError(f"{folder}: tokenizer_config.json adds tokens not in tokenizer.json at those ids: "
+                                 f"{dict(list(absent.items())[:5])}")
         self.max_length = int(max_length)
         self.bos, self.eos = _token(config.get("bos_token", "<bos>")), _token(config.get("eos_token", "<eos>"))
         self.pad = _token(config.get("pad_token")) or self.eos

@@ -49,6 +49,16 @@ PROMPTS = {
     "overlong": " ".join(CORPUS * 12),
 }
 
+# Tokenizer-only cases (`tok.<p>.*` and the manifest text; no model run): edge cases of the official rules.
+TOKENIZER_EDGES = {
+    "edge_empty": "",
+    "edge_whitespace": "   \n\t  ",
+    "edge_newlines": "Line one\nLine two\twith a tab",
+    "edge_specials": "<start_of_turn>user hello<end_of_turn> and a literal <bos> inside",
+    "edge_emoji": "A fox 🦊 on film 🎬, combining e\u0301 and nbsp a\u00a0b",
+    "edge_one_word": "x" * 3000,
+}
+
 
 def build(out: Path, name: str, seed: int) -> dict:
     import json
@@ -64,6 +74,7 @@ def build(out: Path, name: str, seed: int) -> dict:
 
     rec = Recorder()
     prompts = official_tokens(rec, folder, PROMPTS)
+    prompts.update(official_tokens(rec, folder, TOKENIZER_EDGES))
     if prompts["overlong"]["untruncated_tokens"] <= MAX_LENGTH or prompts["long"]["valid_tokens"] < 100:
         raise AssertionError(f"prompt lengths do not cover the cases: {prompts}")
     lap("tokenizer")
@@ -75,7 +86,7 @@ def build(out: Path, name: str, seed: int) -> dict:
     lap("ltx_bf16")
 
     diffs = {}
-    for p in PROMPTS:
+    for p in PROMPTS:  # the edge cases are tokenizer-only
         a = rec.arrays
         if not np.array_equal(a[f"ltx.{p}.hidden_states"], a[f"gemma.{p}.hidden_states"]):
             raise AssertionError(f"{p}: ltx-core's hidden states differ from plain transformers' in float32")
