@@ -9,6 +9,10 @@ Counterparts: ltx_core `text_encoders/gemma/tokenizer.py` (`LTXVGemmaTokenizer`,
    (so `<bos>` is prepended and no `<eos>` appended, whatever tokenizer.json's own post-processor says);
 3. truncation to 1024 tokens on the right (`truncation_side`, default right), keeping `<bos>`;
 4. padding to exactly 1024 on the left with the pad token (the eos token when there is none), mask 0 there.
+
+Special tokens come from `tokenizer_config.json`; `special_tokens_map.json` overrides them only when the config
+has no `added_tokens_decoder` (transformers' legacy path). Added tokens the config declares but tokenizer.json
+lacks (transformers would add them on load) are refused rather than guessed.
 """
 
 from __future__ import annotations
