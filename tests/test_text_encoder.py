@@ -16,8 +16,8 @@ from conftest import build_gemma_reference
 from flax import nnx
 
 from ltx_jax.configs import ConfigError, Runtime
-from ltx_jax.convert.loading import LoadError
-from ltx_jax.convert.safetensors_file import SafetensorsFile, save_file
+from ltx_jax.checkpoint.errors import LoadError
+from ltx_jax.checkpoint.safetensors_file import SafetensorsFile, save_file
 from ltx_jax.text_encoder import (GEMMA3_12B, Gemma3TextModel, GemmaFolderError, TokenizerError, encode_prompts,
                                   load_gemma, load_text_embeddings_for, negative_prompt, write_prompt_file)
 from ltx_jax.text_encoder.model import Embedding

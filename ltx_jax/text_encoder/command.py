@@ -33,8 +33,8 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ltx_jax.configs import ConfigError, Runtime
-    from ltx_jax.convert.loading import LoadError
-    from ltx_jax.convert.safetensors_file import SafetensorsError
+    from ltx_jax.checkpoint.errors import LoadError
+    from ltx_jax.checkpoint.safetensors_file import SafetensorsError
     from ltx_jax.text_encoder import (GemmaFolderError, TokenizerError, encode_prompts,
                                       load_text_embeddings_for, negative_prompt, write_prompt_file)
 

@@ -28,8 +28,9 @@ from jax.sharding import SingleDeviceSharding
 from ltx_jax.configs import Runtime
 from ltx_jax.configs.base import ConfigError
 from ltx_jax.configs.gemma import GemmaConfig
-from ltx_jax.convert.loading import LoadError, module_keys
-from ltx_jax.convert.safetensors_file import SafetensorsFile
+from ltx_jax.checkpoint.errors import LoadError
+from ltx_jax.checkpoint.layout import module_keys
+from ltx_jax.checkpoint.safetensors_file import SafetensorsFile
 from ltx_jax.text_encoder.model import Gemma3TextModel
 
 __all__ = ["GemmaFolder", "GemmaFolderError", "restore_gemma", "LANGUAGE_PREFIXES", "OTHER_COMPONENTS"]

@@ -26,8 +26,8 @@ from flax import nnx
 
 from ltx_jax.configs import Runtime, from_metadata
 from ltx_jax.configs.gemma import GemmaConfig
-from ltx_jax.convert.loading import LoadError
-from ltx_jax.convert.safetensors_file import SafetensorsFile
+from ltx_jax.checkpoint.errors import LoadError
+from ltx_jax.checkpoint.safetensors_file import SafetensorsFile
 from ltx_jax.text_encoder.encoder import GemmaEncoder, load_gemma
 from ltx_jax.text_encoder.loading import GemmaFolder
 from ltx_jax.text_encoder.tokenizer import MAX_LENGTH
