@@ -109,6 +109,12 @@ def test_missing_and_unexpected_keys_are_named(folder):
     (folder / "model.safetensors.index.json").write_text(json.dumps(index))
     with pytest.raises(LoadError, match=r"missing: .*layers\.3\.mlp\.up_proj.*unexpected: .*rotary\.inv_freq"):
         load_gemma(folder, F32)
+    tensors["audio_tower.proj.weight"] = np.zeros(4, np.float32)  # a key of no Gemma-3 component at all
+    save_file(tensors, shard, metadata={"format": "pt"})
+    index["weight_map"]["audio_tower.proj.weight"] = shard.name
+    (folder / "model.safetensors.index.json").write_text(json.dumps(index))
+    with pytest.raises(GemmaFolderError, match=r"belong to no Gemma-3 component: \['audio_tower\.proj\.weight'\]"):
+        load_gemma(folder, F32)
 
 
 def test_index_naming_a_missing_shard(folder):

@@ -14,7 +14,7 @@ tokenizer is the `tokenizers` library on the folder's tokenizer.json.
 
 from ltx_jax.configs.gemma import GEMMA3_12B, GemmaConfig
 from ltx_jax.text_encoder.encoder import GemmaEncoder, gemma_rules, load_gemma, per_device_bytes
-from ltx_jax.text_encoder.loading import GemmaFolder, GemmaFolderError
+from ltx_jax.checkpoint.gemma_folder import GemmaFolder, GemmaFolderError
 from ltx_jax.text_encoder.model import Gemma3TextModel
 from ltx_jax.text_encoder.prompts import (encode_prompts, load_text_embeddings_for, negative_prompt, text_digest,
                                           write_prompt_file)

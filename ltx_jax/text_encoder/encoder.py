@@ -20,7 +20,8 @@ from jax.sharding import Mesh, PartitionSpec
 from ltx_jax.configs import Runtime
 from ltx_jax.configs.gemma import GemmaConfig
 from ltx_jax.sharding import ShardingRules
-from ltx_jax.text_encoder.loading import GemmaFolder, restore_gemma
+from ltx_jax.checkpoint.gemma_folder import GemmaFolder
+from ltx_jax.text_encoder.loading import restore_gemma
 from ltx_jax.text_encoder.model import Gemma3TextModel
 from ltx_jax.text_encoder.tokenizer import MAX_LENGTH, GemmaTokenizer
 

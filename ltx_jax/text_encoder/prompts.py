@@ -29,7 +29,7 @@ from ltx_jax.configs.gemma import GemmaConfig
 from ltx_jax.checkpoint.errors import LoadError
 from ltx_jax.checkpoint.safetensors_file import SafetensorsFile
 from ltx_jax.text_encoder.encoder import GemmaEncoder, load_gemma
-from ltx_jax.text_encoder.loading import GemmaFolder
+from ltx_jax.checkpoint.gemma_folder import GemmaFolder
 from ltx_jax.text_encoder.tokenizer import MAX_LENGTH
 from ltx_jax.transformer import encode_text, load_text_embeddings
 
