@@ -61,6 +61,27 @@ def test_12b_parameter_count_without_allocating():
     assert all(v.dtype == jnp.bfloat16 for _, v in nnx.to_flat_state(state))
 
 
+def test_12b_preset_equals_ltx_core_config_and_transformers_count():
+    """ltx-core's built-in GEMMA3_CONFIG_FOR_LTX, read by our config reader, is our 12B preset, and transformers'
+    Gemma3TextModel built from it on the meta device has exactly our parameter count."""
+    from conftest import run_ref_python
+
+    out = json.loads(run_ref_python(
+        "import json, torch\n"
+        "from ltx_core.text_encoders.gemma.config import GEMMA3_CONFIG_FOR_LTX\n"
+        "from transformers import Gemma3TextConfig\n"
+        "from transformers.models.gemma3.modeling_gemma3 import Gemma3TextModel\n"
+        "d = GEMMA3_CONFIG_FOR_LTX.to_dict()\n"
+        "with torch.device('meta'):\n"
+        "    m = Gemma3TextModel(Gemma3TextConfig(**d['text_config']))\n"
+        "print(json.dumps({'config': d, 'params': sum(p.numel() for p in m.parameters())}))\n").splitlines()[-1])
+    from ltx_jax.configs.gemma import GemmaConfig
+
+    assert GemmaConfig.from_hf(out["config"]) == GEMMA3_12B
+    state = nnx.state(nnx.eval_shape(lambda: Gemma3TextModel(GEMMA3_12B, Runtime(), rngs=nnx.Rngs(0))))
+    assert sum(math.prod(v.shape) for _, v in nnx.to_flat_state(state)) == out["params"]
+
+
 def test_embedding_scale_in_the_weight_dtype():
     """sqrt(3840) = 61.97 becomes 62.0 in bf16 before the multiply (transformers casts the scale first)."""
     emb = nnx.eval_shape(lambda: Embedding(2, 3840, jnp.bfloat16, nnx.Rngs(0)))
