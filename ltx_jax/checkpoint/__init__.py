@@ -8,7 +8,8 @@ Modules: `safetensors_file` (torch-free reader / writer), `source` (the `Source`
 FP8 dequantization), `folder` (our Orbax checkpoint folder), `diffusers` (diffusers folders under official
 keys), `open` (`open_source`: the kind for a path), `layout` (prefixes, key views, stacking rule, strict
 matcher: `LAYOUT`), `schema` / `tae_layout` (every key and shape a config implies), `loader` (`restore`), `lora`,
-`inspect`, `converter`, `exporter`, `synthetic` (seeded files in the official layout).
+`inspect`, `converter`, `exporter`, `synthetic` (seeded files in the official layout), `gemma_folder` (a Hugging
+Face Gemma-3 folder as a source).
 
 The names below are imported on first use, so `import ltx_jax.checkpoint` stays cheap.
 """
@@ -30,6 +31,7 @@ _EXPORTS = {
     "inspect_file": "inspect", "format_report": "inspect",
     "convert": "converter", "ConvertError": "converter", "COMPONENT_GROUPS": "converter",
     "export": "exporter",
+    "GemmaFolder": "gemma_folder", "GemmaFolderError": "gemma_folder",
 }
 
 __all__ = sorted(_EXPORTS)

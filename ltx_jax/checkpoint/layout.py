@@ -266,4 +266,8 @@ LAYOUT: dict[str, Component] = {c.name: c for c in (
               config=lambda s: vocoder_config_from_metadata(s.metadata)),
     Component("upsampler", config=lambda s: upsampler_from_metadata(s.metadata)),  # its own file, no prefix
     Component("tae", config=lambda s: tae_config_from_shapes({k: v.shape for k, v in s.specs().items()})),
+    # The Gemma-3 text decoder from a Hugging Face folder (`gemma_folder.GemmaFolder` presents the language model
+    # as `language_model.model.*`; its vision tower / projector keys are other components, not owned here).
+    Component("gemma_text", views=(("", "language_model.model."),), stacked=("layers",),
+              owns=("language_model.model.",), config=lambda s: s.config),
 )}

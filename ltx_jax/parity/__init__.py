@@ -36,7 +36,8 @@ __all__ = ["Fixture", "FixtureError", "Check", "Report", "run_parity", "plan_cov
 COMPONENT_MODULES: list[str] = ["ltx_jax.parity.tae", "ltx_jax.parity.vae", "ltx_jax.parity.upsampler",
                                  "ltx_jax.parity.transformer", "ltx_jax.parity.lora", "ltx_jax.parity.loop",
                                  "ltx_jax.parity.loop_runs", "ltx_jax.parity.loop_stage2",
-                                 "ltx_jax.parity.schedules", "ltx_jax.parity.fp8", "ltx_jax.parity.audio"]
+                                 "ltx_jax.parity.schedules", "ltx_jax.parity.fp8", "ltx_jax.parity.audio",
+                                 "ltx_jax.parity.gemma"]
 
 class FixtureError(ValueError):
     """Not a fixture directory in a format this runner knows."""
