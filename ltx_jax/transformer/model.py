@@ -38,6 +38,7 @@ class LTXModel(nnx.Module):
                              f"{c.inner_dim} / {c.audio_inner_dim} (ltx-core assumes it)")
         pd = jnp.dtype(runtime.param_dtype)
         self.compute_dtype = jnp.dtype(runtime.compute_dtype)
+        self.remat = bool(runtime.remat)
         v, a, coef = c.inner_dim, c.audio_inner_dim, c.adaln_coefficients
         adaln = lambda dim, k: AdaLayerNormSingle(dim, k, param_dtype=pd, rngs=rngs)  # noqa: E731
         self.patchify_proj = Linear(c.in_channels, v, param_dtype=pd, rngs=rngs)
@@ -162,9 +163,12 @@ class LTXModel(nnx.Module):
                 raise ValueError(f"perturbations.{name} has shape {keep[name].shape}; expected "
                                  f"({self.config.num_layers}, {batch}) [layers, batch]")
 
-        @nnx.scan(in_axes=(0, nnx.Carry, None, 0), out_axes=nnx.Carry)
-        def run(block: BasicAVTransformerBlock, carry, streams, keep_i):
+        def body(block: BasicAVTransformerBlock, carry, streams, keep_i):
             return block(*carry, *streams, keep_i)
+
+        if self.remat:  # recompute each block's activations in the backward pass (training memory)
+            body = nnx.remat(body)
+        run = nnx.scan(body, in_axes=(0, nnx.Carry, None, 0), out_axes=nnx.Carry)
 
         vx, ax = run(self.transformer_blocks, (vx, ax), (vargs, aargs), keep)
         v_out = self._output(vx, vargs.embedded_timestep, False) if video is not None else None
