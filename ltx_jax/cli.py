@@ -1,4 +1,4 @@
-"""`ltx-jax` command line: inspect, demo, convert, export, generate."""
+"""`ltx-jax` command line: inspect, demo, convert, export, generate, train, train-preprocess."""
 
 from __future__ import annotations
 
@@ -124,6 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=_export)
     from ltx_jax.pipelines.command import add_parser as add_generate_parser
     add_generate_parser(sub)
+    from ltx_jax.training.command import add_parser as add_train_parser
+    add_train_parser(sub)
     args = parser.parse_args(argv)
     return args.func(args)
 
