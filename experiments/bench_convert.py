@@ -5,7 +5,7 @@
 Writes an LTX-2.3-layout bf16 checkpoint (48 blocks, every official key, widths scaled down: 32 heads of
 head_dim*scale), then in separate child processes (so each has its own peak RSS): a plain sequential read of
 the file (the reference speed, same run, page cache of that file dropped first with posix_fadvise), the
-conversion (`ltx_jax.convert.convert`), and the export back to one file; prints one JSON object. Peak RSS is
+conversion (`ltx_jax.checkpoint.converter`), and the export back to one file; prints one JSON object. Peak RSS is
 VmHWM of the child; the baseline is its VmRSS after imports, before any tensor is touched.
 
 Result on this machine (2 shared CPU cores, load average ~3.5), width scale 0.3125 (video 32 x 40, audio
@@ -37,8 +37,8 @@ def status(field):
         if line.startswith(field):
             return int(line.split()[1]) * 1024
 mode, src, out = sys.argv[1:4]
-from ltx_jax.convert.convert import convert
-from ltx_jax.convert.export import export
+from ltx_jax.checkpoint.converter import convert
+from ltx_jax.checkpoint.exporter import export
 base = status("VmRSS")
 fd = os.open(src, os.O_RDONLY)
 os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)  # cold(er) page cache for the file read first
@@ -88,9 +88,9 @@ def main() -> None:
 
     import ml_dtypes
 
-    from ltx_jax.convert import schema as S
-    from ltx_jax.convert.safetensors_file import SafetensorsFile
-    from ltx_jax.convert.synthetic import write_checkpoint
+    from ltx_jax.checkpoint import schema as S
+    from ltx_jax.checkpoint.safetensors_file import SafetensorsFile
+    from ltx_jax.checkpoint.synthetic import write_checkpoint
 
     d = Path(args.dir)
     d.mkdir(parents=True, exist_ok=True)

@@ -49,12 +49,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from ltx_jax.configs import LTX_2, LTX_2_3, LTXConfig, Runtime  # noqa: E402
-from ltx_jax.convert.schema import transformer_schema  # noqa: E402
-from ltx_jax.convert.synthetic import write_schema_file  # noqa: E402
+from ltx_jax.checkpoint.schema import transformer_schema  # noqa: E402
+from ltx_jax.checkpoint.synthetic import write_schema_file  # noqa: E402
 from ltx_jax.nn import attention  # noqa: E402
-from ltx_jax.transformer import (LTXModel, Modality, Perturbations, audio_positions, forward,  # noqa: E402
-                                 load_transformer, video_positions)
-from ltx_jax.sampling.positions import audio_token_count  # noqa: E402
+from ltx_jax.transformer import LTXModel, Modality, Perturbations, forward, load_transformer  # noqa: E402
+from ltx_jax.sampling.positions import audio_positions, audio_token_count, video_positions  # noqa: E402
 
 OFFICIAL = r"""
 import json, sys, time

@@ -41,8 +41,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from ltx_jax.configs import LTX_2_3, LTXConfig, Runtime  # noqa: E402
-from ltx_jax.convert.schema import transformer_schema  # noqa: E402
-from ltx_jax.convert.synthetic import write_schema_file  # noqa: E402
+from ltx_jax.checkpoint.schema import transformer_schema  # noqa: E402
+from ltx_jax.checkpoint.synthetic import write_schema_file  # noqa: E402
 from ltx_jax.sampling import (GuiderParams, LatentState, audio_positions, audio_token_count, dev_sigmas,  # noqa: E402
                               distilled_sigmas, video_positions)
 from ltx_jax.sampling.loops import Sampler, lower, sample  # noqa: E402

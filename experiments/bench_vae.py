@@ -159,8 +159,8 @@ def spawn(side: str, ckpt: Path, latent: Path, mode: str, repeats: int, out: Pat
 def write_random_checkpoint(preset: str, path: Path) -> dict:
     """A decoder file in the official layout (keys `vae.decoder.*`, statistics) with random weights."""
     from ltx_jax.configs import LTX_2_3, LTX_2_TINY
-    from ltx_jax.convert.safetensors_file import save_file
-    from ltx_jax.convert.schema import vae_decoder_schema
+    from ltx_jax.checkpoint.safetensors_file import save_file
+    from ltx_jax.checkpoint.schema import vae_decoder_schema
 
     if preset == "medium":
         config = dataclasses.replace(LTX_2_3.vae, decoder_base_channels=32)
@@ -201,7 +201,7 @@ def main() -> int:
     ap.add_argument("--lengths", default="5,9,17", help="latent frame counts of the memory sweep")
     ap.add_argument("--repeats", type=int, default=2)
     args = ap.parse_args()
-    from ltx_jax.convert.safetensors_file import SafetensorsFile
+    from ltx_jax.checkpoint.safetensors_file import SafetensorsFile
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         if args.checkpoint:

@@ -7,11 +7,11 @@ import json
 import sys
 from pathlib import Path
 
-from ltx_jax.convert.safetensors_file import SafetensorsError
+from ltx_jax.checkpoint.safetensors_file import SafetensorsError
 
 
 def _inspect(args: argparse.Namespace) -> int:
-    from ltx_jax.convert.inspect import format_report, inspect_file
+    from ltx_jax.checkpoint.inspect import format_report, inspect_file
 
     reports = []
     for path in args.files:
@@ -39,7 +39,7 @@ def _demo(args: argparse.Namespace) -> int:
     import numpy as np
 
     from ltx_jax.configs import LTX_2_3_TINY, TINY_UPSAMPLERS
-    from ltx_jax.convert.synthetic import write_checkpoint, write_upsampler
+    from ltx_jax.checkpoint.synthetic import write_checkpoint, write_upsampler
 
     out = Path(args.out)
     checkpoint = write_checkpoint(LTX_2_3_TINY, out / "ltx23-tiny.safetensors", seed=args.seed)
@@ -63,9 +63,9 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _convert(args: argparse.Namespace) -> int:
     """Official file / diffusers folder -> ltx-jax checkpoint (Orbax + config.json + manifest.json)."""
-    from ltx_jax.checkpoint import CheckpointError
-    from ltx_jax.convert.convert import ConvertError, convert
-    from ltx_jax.convert.lora import LoraError, parse_lora_arg
+    from ltx_jax.checkpoint.folder import CheckpointError
+    from ltx_jax.checkpoint.converter import ConvertError, convert
+    from ltx_jax.checkpoint.lora import LoraError, parse_lora_arg
 
     components = args.components.split(",") if args.components else None
     try:
@@ -80,8 +80,8 @@ def _convert(args: argparse.Namespace) -> int:
 
 def _export(args: argparse.Namespace) -> int:
     """ltx-jax checkpoint (or diffusers folder) -> the official single-file layout."""
-    from ltx_jax.checkpoint import CheckpointError
-    from ltx_jax.convert.export import export
+    from ltx_jax.checkpoint.folder import CheckpointError
+    from ltx_jax.checkpoint.exporter import export
 
     try:
         out = export(args.src, args.out, overwrite=args.overwrite)

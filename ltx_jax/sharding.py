@@ -2,7 +2,7 @@
 
 No ltx_core counterpart (the official code runs one device, or Ulysses with a full replica per GPU).
 
-One rules object for everything: `ltx_jax.convert.restore.ShardingRules` maps dotted names to
+One rules object for everything: `ShardingRules` maps dotted names to
 `PartitionSpec`s by the first matching regex. Parameters use their module paths
 (`transformer_blocks.attn1.to_q.weight`, as `restore` passes them); activations use the names below,
 all under `activation.`, so that one `ShardingRules` places the weights at restore time and constrains the
@@ -21,20 +21,52 @@ A mesh axis that does not divide its dimension is dropped for that tensor (repli
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import jax
 import numpy as np
 from flax import nnx
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
-from ltx_jax.convert.restore import ShardingRules
-
 __all__ = ["MESH_AXES", "make_mesh", "inference_rules", "spec_for", "constrain", "place", "shard_state",
-           "ShardingRules"]
+           "ShardingRules", "fit_spec"]
 
 MESH_AXES = ("data", "context", "tensor")
 P = PartitionSpec
+
+
+def fit_spec(spec: PartitionSpec, shape: tuple[int, ...], mesh: Mesh) -> PartitionSpec:
+    """`spec` fitted to an array of `shape`: cut or padded to its rank, and a mesh axis (or axis group) that
+    does not divide its dimension dropped (that dimension replicated), so one rule covers weights and biases."""
+    entries = list(spec)[: len(shape)] + [None] * max(0, len(shape) - len(spec))
+    out = []
+    for size, entry in zip(shape, entries, strict=True):
+        axes = (entry,) if isinstance(entry, str) else tuple(entry or ())
+        n = int(np.prod([mesh.shape[a] for a in axes])) if axes else 1
+        out.append(entry if axes and size % n == 0 else None)
+    return P(*out)
+
+
+@dataclass(frozen=True)
+class ShardingRules:
+    """`[(regex, PartitionSpec), ...]` over dotted names: module paths of parameters
+    (`transformer_blocks.attn1.to_q.weight`) and `activation.*` names. The first `re.search` match wins and
+    its spec is fitted to the shape (`fit_spec`); unmatched names are replicated. Stacked parameters have
+    the layer axis first, so their specs name it first (e.g. `P(None, "tensor")`)."""
+
+    mesh: Mesh
+    rules: Sequence[tuple[str, PartitionSpec]] = ()
+
+    def spec(self, path: str, shape: tuple[int, ...]) -> PartitionSpec:
+        for pattern, spec in self.rules:
+            if re.search(pattern, path):
+                return fit_spec(spec, shape, self.mesh)
+        return P()
+
+    def __call__(self, path: str, shape: tuple[int, ...]) -> NamedSharding:
+        return NamedSharding(self.mesh, self.spec(path, shape))
 
 
 def make_mesh(data: int = 1, context: int = 1, tensor: int = 1, devices: Sequence[jax.Device] | None = None) -> Mesh:
@@ -93,15 +125,8 @@ def inference_rules(mesh: Mesh, *, branches_on_data: bool = True, tokens_on_cont
 
 
 def spec_for(rules: ShardingRules, name: str, shape: tuple[int, ...]) -> PartitionSpec:
-    """The rule's spec for `name`, cut to the array's rank, with axes that do not divide their dim dropped."""
-    spec = rules(name, shape).spec
-    entries = list(spec)[: len(shape)] + [None] * max(0, len(shape) - len(spec))
-    out = []
-    for size, entry in zip(shape, entries, strict=True):
-        axes = (entry,) if isinstance(entry, str) else tuple(entry or ())
-        n = int(np.prod([rules.mesh.shape[a] for a in axes])) if axes else 1
-        out.append(entry if axes and size % n == 0 else None)
-    return P(*out)
+    """The rule's spec for `name`, fitted to `shape` (see `fit_spec`)."""
+    return rules.spec(name, shape)
 
 
 def constrain(x: jax.Array | None, rules: ShardingRules | None, name: str) -> jax.Array | None:
@@ -123,7 +148,7 @@ def place(tree, rules: ShardingRules | None, name: str = "activation.state"):
 def shard_state(state: nnx.State, rules: ShardingRules) -> nnx.State:
     """Move an already-loaded model state onto the mesh by its module paths (replicated where no rule matches).
 
-    For large models restore straight into the sharding instead (`convert.restore.restore(..., shardings=rules)`).
+    For large models restore straight into the sharding instead (`ltx_jax.checkpoint.restore(..., shardings=rules)`).
     """
     flat = []
     for path, var in nnx.to_flat_state(state):

@@ -8,17 +8,15 @@ Each upsampler ships as its own file, with its flat config in the metadata and k
 from __future__ import annotations
 
 import math
-import os
-from collections.abc import Mapping
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from ltx_jax.configs import ConfigError, Runtime, UpsamplerConfig, upsampler_from_metadata
-from ltx_jax.convert.loading import load_module
-from ltx_jax.convert.safetensors_file import SafetensorsFile
+from ltx_jax.checkpoint.open import SourceArg
+from ltx_jax.checkpoint.loader import bind, restore
+from ltx_jax.configs import ConfigError, Runtime, UpsamplerConfig
 from ltx_jax.nn.conv import Conv
 from ltx_jax.video_vae.ops import GroupNorm, Buffer, PerChannelStatistics, depth_to_space
 
@@ -160,6 +158,9 @@ class LatentUpsampler(nnx.Module):
         return self.final_conv(x)
 
 
+bind("upsampler", lambda config, runtime: LatentUpsampler(config, runtime, rngs=nnx.Rngs(0)))
+
+
 def upsample_video(latent: jax.Array, statistics: PerChannelStatistics | nnx.Module,
                    upsampler: LatentUpsampler) -> jax.Array:
     """Upsample a normalized latent: un-normalize with the VAE encoder's statistics, upsample, re-normalize.
@@ -173,17 +174,11 @@ def upsample_video(latent: jax.Array, statistics: PerChannelStatistics | nnx.Mod
     return stats.normalize(upsampler(stats.un_normalize(latent)))
 
 
-def load_upsampler(source: str | os.PathLike | Mapping[str, np.ndarray], runtime: Runtime | None = None, *,
+def load_upsampler(source: SourceArg, runtime: Runtime | None = None, *,
                    config: UpsamplerConfig | None = None) -> LatentUpsampler:
     """A `LatentUpsampler` from its official file (config from the file's metadata), loaded strictly.
 
     Raises:
         LoadError: keys missing, left over or mis-shaped. ConfigError: a config the port does not implement.
     """
-    file = SafetensorsFile(source) if isinstance(source, str | os.PathLike) else source
-    if config is None:
-        if not isinstance(file, SafetensorsFile):
-            raise ConfigError("pass config= when loading an upsampler from a plain mapping of tensors")
-        config = upsampler_from_metadata(file.metadata)
-    return load_module(lambda: LatentUpsampler(config, runtime, rngs=nnx.Rngs(0)), file,
-                       source=str(source) if isinstance(source, str | os.PathLike) else "tensors")
+    return restore(source, "upsampler", runtime=runtime or Runtime(), config=config)

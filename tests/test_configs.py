@@ -7,7 +7,7 @@ import pytest
 
 from ltx_jax.configs import (LTX_2, LTX_2_3, LTX_2_3_TINY, LTX_2_TINY, TINY_UPSAMPLERS, ConfigError,
                              UpsamplerConfig, VocoderConfig, from_metadata, upsampler_from_metadata)
-from ltx_jax.convert.schema import checkpoint_schema
+from ltx_jax.checkpoint.schema import checkpoint_schema
 
 PRESETS = {"ltx2": LTX_2, "ltx23": LTX_2_3, "ltx2-tiny": LTX_2_TINY, "ltx23-tiny": LTX_2_3_TINY}
 

@@ -19,16 +19,16 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from ltx_jax.checkpoint import COMPLETE, CheckpointError, open_checkpoint
+from ltx_jax.checkpoint.folder import COMPLETE, CheckpointError, open_checkpoint
 from ltx_jax.cli import main
 from ltx_jax.configs import Runtime
-from ltx_jax.convert.convert import ConvertError, convert
-from ltx_jax.convert.export import export
-from ltx_jax.convert.inspect import inspect_file
-from ltx_jax.convert.lora import LoraMerged
-from ltx_jax.convert.restore import restore
-from ltx_jax.convert.safetensors_file import SafetensorsError, SafetensorsFile, save_file
-from ltx_jax.convert.source import SafetensorsSource
+from ltx_jax.checkpoint.converter import ConvertError, convert
+from ltx_jax.checkpoint.exporter import export
+from ltx_jax.checkpoint.inspect import inspect_file
+from ltx_jax.checkpoint.lora import LoraMerged
+from ltx_jax.checkpoint.loader import restore
+from ltx_jax.checkpoint.safetensors_file import SafetensorsError, SafetensorsFile, save_file
+from ltx_jax.checkpoint.source import SafetensorsSource
 from ltx_jax.tiny_vae.loading import load_tae
 from conftest import ROOT, run_ref_python
 
@@ -172,11 +172,11 @@ def test_malformed_inputs_fail_with_file_and_problem(reference, tmp_path):
     truncated = tmp_path / "truncated.safetensors"
     truncated.write_bytes(src.read_bytes()[: src.stat().st_size // 2])
     cases[truncated] = "truncated"
-    cases[_edited(reference, tmp_path / "missing.safetensors", lambda t: t.pop(key))] = f"missing key(s): {key}"
+    cases[_edited(reference, tmp_path / "missing.safetensors", lambda t: t.pop(key))] = f"1 missing: {key}"
     cases[_edited(reference, tmp_path / "shape.safetensors", lambda t: t.__setitem__(key, t[key][:, :-1]))] = \
-        f"changed shape(s): {key}"
+        f"wrong shape: {key}"
     cases[_edited(reference, tmp_path / "extra.safetensors", lambda t: t.__setitem__(
-        "model.diffusion_model.extra.weight", np.zeros(3, np.float32)))] = "unexpected key(s)"
+        "model.diffusion_model.extra.weight", np.zeros(3, np.float32)))] = "1 unexpected: model.diffusion_model.extra.weight"
     other = tmp_path / "other.safetensors"
     save_file({"encoder.weight": np.zeros((2, 2), np.float32)}, other, {"format": "pt"})
     cases[other] = "not an LTX-2 file"
@@ -202,8 +202,8 @@ def test_malformed_inputs_fail_with_file_and_problem(reference, tmp_path):
 
 SLOW_CONVERSION = r"""
 import sys, time
-from ltx_jax.convert import source
-from ltx_jax.convert.convert import convert
+from ltx_jax.checkpoint import source
+from ltx_jax.checkpoint.converter import convert
 read, calls = source.SafetensorsSource.read, []
 def slow_read(self, key, index=None):  # a slow disk: the kill lands while tensors are being written
     calls.append(key)
@@ -246,5 +246,5 @@ def test_killed_conversion_leaves_nothing_loadable(tmp_path, small_official_file
 def small_official_file(tmp_path) -> Path:
     """A small official-layout file that needs no reference environment (the upsampler layout)."""
     from ltx_jax.configs import TINY_UPSAMPLERS
-    from ltx_jax.convert.synthetic import write_upsampler
+    from ltx_jax.checkpoint.synthetic import write_upsampler
     return write_upsampler(TINY_UPSAMPLERS["spatial_x2"], tmp_path / "up.safetensors")

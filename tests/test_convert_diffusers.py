@@ -20,10 +20,10 @@ import subprocess
 import pytest
 
 from ltx_jax.configs import from_metadata
-from ltx_jax.convert.convert import convert
-from ltx_jax.convert.diffusers import DiffusersError, open_diffusers
-from ltx_jax.convert.export import export
-from ltx_jax.convert.safetensors_file import SafetensorsFile
+from ltx_jax.checkpoint.converter import convert
+from ltx_jax.checkpoint.diffusers import DiffusersError, open_diffusers
+from ltx_jax.checkpoint.exporter import export
+from ltx_jax.checkpoint.safetensors_file import SafetensorsFile
 from conftest import REF_PYTHON, ROOT, reference_unavailable
 
 pytestmark = pytest.mark.reference
@@ -44,7 +44,7 @@ t, v, te = preset["transformer"], preset["vae"], preset["text_encoder"]
 v23 = bool(t.get("caption_proj_before_connector"))
 kind = {"space": "spatial", "time": "temporal", "all": "spatiotemporal"}
 
-# The diffusers configs for this official config (the inverse of what ltx_jax.convert.diffusers reads).
+# The diffusers configs for this official config (the inverse of what ltx_jax.checkpoint.diffusers reads).
 tcfg = dict(in_channels=t["in_channels"], out_channels=t["out_channels"], num_attention_heads=t["num_attention_heads"],
             attention_head_dim=t["attention_head_dim"], cross_attention_dim=t["cross_attention_dim"],
             pos_embed_max_pos=t["positional_embedding_max_pos"][0], base_height=t["positional_embedding_max_pos"][1],

@@ -10,10 +10,10 @@ import pytest
 
 from ltx_jax.cli import main
 from ltx_jax.configs import LTX_2_3_TINY, LTX_2_TINY, TINY_UPSAMPLERS
-from ltx_jax.convert import schema as S
-from ltx_jax.convert.inspect import inspect_file
-from ltx_jax.convert.safetensors_file import SafetensorsFile, save_file
-from ltx_jax.convert.synthetic import write_checkpoint, write_upsampler
+from ltx_jax.checkpoint import schema as S
+from ltx_jax.checkpoint.inspect import inspect_file
+from ltx_jax.checkpoint.safetensors_file import SafetensorsFile, save_file
+from ltx_jax.checkpoint.synthetic import write_checkpoint, write_upsampler
 
 FP8_LINEAR = re.compile(r"transformer_blocks\.(\d+)\..*(to_q|to_k|to_v|to_out\.0|ff\.net\.0\.proj|ff\.net\.2)\.weight$")
 

@@ -15,11 +15,11 @@ from flax import nnx
 
 from ltx_jax.cli import main
 from ltx_jax.configs import Runtime
-from ltx_jax.convert.lora import LoraError, LoraMerged, load_lora
-from ltx_jax.convert.lora_runtime import apply_lora_runtime, set_lora_strengths
-from ltx_jax.convert.restore import restore
-from ltx_jax.convert.safetensors_file import SafetensorsFile, save_file
-from ltx_jax.convert.source import SafetensorsSource, Source, TensorSpec
+from ltx_jax.checkpoint.lora import LoraError, LoraMerged, load_lora
+from ltx_jax.transformer.lora import apply_lora_runtime, set_lora_strengths
+from ltx_jax.checkpoint.loader import restore
+from ltx_jax.checkpoint.safetensors_file import SafetensorsFile, save_file
+from ltx_jax.checkpoint.source import SafetensorsSource, Source, TensorSpec
 from ltx_jax.parity import Fixture
 from ltx_jax.parity.transformer import _modality
 from ltx_jax.transformer import Perturbations, forward

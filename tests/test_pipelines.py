@@ -222,7 +222,7 @@ def test_prompt_files(tmp_path):
     connector outputs load as they are, from npz or safetensors, with the negative prompt."""
     from conftest import build_reference
 
-    from ltx_jax.convert.safetensors_file import save_file
+    from ltx_jax.checkpoint.safetensors_file import save_file
     from ltx_jax.pipelines import load_prompt
 
     ref = build_reference("ltx23-tiny", 0)

@@ -12,9 +12,9 @@ import pytest
 
 from conftest import ROOT
 from ltx_jax.configs import LTX_2_3_TINY, LTX_2_TINY, TINY_UPSAMPLERS, from_metadata, upsampler_from_metadata
-from ltx_jax.convert import schema as S
-from ltx_jax.convert.inspect import inspect_file
-from ltx_jax.convert.safetensors_file import SafetensorsFile
+from ltx_jax.checkpoint import schema as S
+from ltx_jax.checkpoint.inspect import inspect_file
+from ltx_jax.checkpoint.safetensors_file import SafetensorsFile
 
 pytestmark = pytest.mark.reference
 PRESETS = {"ltx2-tiny": LTX_2_TINY, "ltx23-tiny": LTX_2_3_TINY}

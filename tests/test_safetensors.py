@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import safetensors.numpy
 
-from ltx_jax.convert.safetensors_file import SafetensorsError, SafetensorsFile, save_file
+from ltx_jax.checkpoint.safetensors_file import SafetensorsError, SafetensorsFile, save_file
 
 
 def _tensors():

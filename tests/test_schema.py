@@ -12,7 +12,7 @@ import pytest
 
 from conftest import REF_PYTHON, ROOT, reference_unavailable
 from ltx_jax.configs import LTX_2, LTX_2_3, LTX_2_3_TINY, LTX_2_TINY, SPATIAL_X2_2, SPATIAL_X2_2_3, TINY_UPSAMPLERS
-from ltx_jax.convert import schema as S
+from ltx_jax.checkpoint import schema as S
 
 pytestmark = pytest.mark.reference
 

@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from ltx_jax.convert.loading import LoadError
-from ltx_jax.convert.safetensors_file import SafetensorsFile
+from ltx_jax.checkpoint.layout import LAYOUT, LoadError, expected_keys
+from ltx_jax.checkpoint.tae_layout import tae_schema
+from ltx_jax.checkpoint.safetensors_file import SafetensorsFile
 from ltx_jax.parity import relative_error, run_parity
 from ltx_jax.tiny_vae import (TAELTX2_3, TAECheckpointError, TAEInputError, TinyAutoencoder, config_from_shapes,
                               decode_video, encode_video, iter_decode, load_tae)
@@ -146,3 +147,13 @@ def test_pixel_shuffle_is_pytorch_order():
     for c, dy, dx in [(0, 0, 0), (1, 2, 3), (2, 3, 1)]:  # channel c*16 + dy*4 + dx holds pixel (4h+dy, 4w+dx, c)
         np.testing.assert_array_equal(u[:, :, :, c * 16 + dy * 4 + dx], x[:, dy::4, dx::4, c])
     np.testing.assert_array_equal(np.asarray(pixel_shuffle(jnp.asarray(u), 4)), x)
+
+
+@pytest.mark.parametrize("config", ["TAELTX_2", "TAELTX2_3", "TAELTX2_3_WIDE"])
+def test_layout_schema_is_the_module_state(config):
+    """`tae_schema` (what convert checks a TAE file against) lists exactly the module's keys and shapes."""
+    import ltx_jax.tiny_vae as T
+    cfg = getattr(T, config)
+    model = nnx.eval_shape(lambda: TinyAutoencoder(cfg, rngs=nnx.Rngs(0)))
+    assert tae_schema(cfg) == expected_keys(LAYOUT["tae"], nnx.state(model))
+    assert config_from_shapes(tae_schema(cfg)) == cfg

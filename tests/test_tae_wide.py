@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from ltx_jax.convert.safetensors_file import save_file
+from ltx_jax.checkpoint.safetensors_file import save_file
 from ltx_jax.parity import relative_error
 from ltx_jax.tiny_vae import (TAELTX2_3, TAELTX2_3_WIDE, Preview, PreviewHook, TAEConfig, TinyAutoencoder,
                               config_from_shapes, decode_video, load_tae, state_dict)

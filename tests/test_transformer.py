@@ -170,7 +170,7 @@ def test_batch2_masks_and_stream_switches_against_official(reference, tmp_path):
 def test_av_ca_timestep_multiplier_of_one_against_official(tmp_path):
     """ltx-core's code default `av_ca_timestep_scale_multiplier=1` (the released configs use 1000): the AV gate
     then sees sigma * 1000 * (1 / 1000). Same checkpoint, config edited in its metadata."""
-    from ltx_jax.convert.safetensors_file import SafetensorsFile, save_file
+    from ltx_jax.checkpoint.safetensors_file import SafetensorsFile, save_file
     from ltx_jax.transformer import load_transformer
     from conftest import build_reference
 

@@ -16,43 +16,30 @@ import pytest
 from flax import nnx
 
 from ltx_jax.configs import LTX_2, LTX_2_3, LTX_2_3_TINY, LTX_2_TINY, Runtime
-from ltx_jax.convert.loading import module_keys
-from ltx_jax.convert.safetensors_file import SafetensorsFile
-from ltx_jax.convert.schema import TRANSFORMER_PREFIX, connector_schema, num_parameters, transformer_schema
+from ltx_jax.checkpoint.layout import LAYOUT, expected_keys
+from ltx_jax.checkpoint.safetensors_file import SafetensorsFile
+from ltx_jax.checkpoint.schema import TRANSFORMER_PREFIX, connector_schema, num_parameters, transformer_schema
 from ltx_jax.nn.attention import select_implementation
 from ltx_jax.nn.rope import frequency_grid
 from ltx_jax.parity import Fixture
-from ltx_jax.sampling.positions import keyframe_positions
-from ltx_jax.transformer import (EmbeddingsProcessor, LoadError, LTXModel, Modality, Perturbations, audio_positions,
-                                 forward, load_text_embeddings, load_transformer, video_positions)
-from ltx_jax.transformer.loading import _TextView
+from ltx_jax.sampling.positions import audio_positions, keyframe_positions, video_positions
+from ltx_jax.transformer import (EmbeddingsProcessor, LoadError, LTXModel, Modality, Perturbations, forward, load_text_embeddings, load_transformer)
 from conftest import REF_PYTHON, ROOT, build_reference, reference_unavailable, run_ref_python
 
 F32 = Runtime(param_dtype="float32", compute_dtype="float32")
 PRESETS = [("LTX-2", LTX_2), ("LTX-2.3", LTX_2_3), ("ltx2-tiny", LTX_2_TINY), ("ltx23-tiny", LTX_2_3_TINY)]
 
 
-def _file_layout(module: nnx.Module, stacked: tuple[str, ...]) -> dict[str, tuple[int, ...]]:
-    """{file-style key: shape} of an abstract module, stacked layers expanded to `.{i}.` keys."""
-    out = {}
-    for key, (_, shape, layers) in module_keys(nnx.state(module), stacked).items():
-        if layers is None:
-            out[key] = shape
-        else:
-            out.update({key.format(i=i): shape[1:] for i in range(layers)})
-    return out
+def _file_layout(component: str, module) -> dict[str, tuple[int, ...]]:
+    return expected_keys(LAYOUT[component], nnx.state(module))
 
 
 @pytest.mark.parametrize("name, config", PRESETS, ids=[p[0] for p in PRESETS])
 def test_module_state_is_the_official_layout(name, config):
     dit = nnx.eval_shape(lambda: LTXModel(config.transformer, rngs=nnx.Rngs(0)))
-    ours = {TRANSFORMER_PREFIX + k: s for k, s in _file_layout(dit, ("transformer_blocks",)).items()}
-    assert ours == transformer_schema(config.transformer)
+    assert _file_layout("transformer", dit) == transformer_schema(config.transformer)
     text = nnx.eval_shape(lambda: EmbeddingsProcessor(config.connector, rngs=nnx.Rngs(0)))
-    view = _TextView(connector_schema(config.connector))  # file keys -> module paths
-    expected = {k: view.tensors[view.names[k]] for k in view}
-    assert _file_layout(text, ("video_connector.transformer_1d_blocks",
-                               "audio_connector.transformer_1d_blocks")) == expected
+    assert _file_layout("text_embeddings", text) == connector_schema(config.connector)
 
 
 @pytest.mark.reference

@@ -10,8 +10,8 @@ import pytest
 from flax import nnx
 
 from ltx_jax.configs import SPATIAL_X2_2, ConfigError, SPATIAL_X2_2_3, TINY_UPSAMPLERS, Runtime, UpsamplerConfig
-from ltx_jax.convert.loading import module_keys
-from ltx_jax.convert.schema import upsampler_schema
+from ltx_jax.checkpoint.layout import module_keys
+from ltx_jax.checkpoint.schema import upsampler_schema
 from ltx_jax.parity import run_parity
 from ltx_jax.upsampler import LatentUpsampler
 from conftest import run_ref_python

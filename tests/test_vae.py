@@ -10,8 +10,8 @@ import pytest
 from flax import nnx
 
 from ltx_jax.configs import LTX_2, LTX_2_3, LTX_2_3_TINY, LTX_2_TINY, Runtime
-from ltx_jax.convert.loading import LoadError, module_keys
-from ltx_jax.convert.schema import vae_decoder_schema, vae_encoder_schema
+from ltx_jax.checkpoint.layout import LoadError, module_keys
+from ltx_jax.checkpoint.schema import vae_decoder_schema, vae_encoder_schema
 from ltx_jax.parity import run_parity
 from ltx_jax.types import VideoLatentShape, VideoPixelShape, VideoShapeError, check_video_shape
 from ltx_jax.video_vae import VideoDecoder, VideoEncoder, load_video_decoder, load_video_encoder

@@ -1,4 +1,4 @@
-"""The config of a whole official checkpoint (`from_metadata`) and runtime choices."""
+"""The config of a whole official checkpoint (`from_metadata`, `vae_config_from_metadata`, `upsampler_from_metadata`)."""
 
 from __future__ import annotations
 
@@ -12,11 +12,6 @@ from ltx_jax.configs.audio import AudioVAEConfig, VocoderConfig
 from ltx_jax.configs.base import ConfigError
 from ltx_jax.configs.transformer import ConnectorConfig, TransformerConfig
 from ltx_jax.configs.vae import UpsamplerConfig, VideoVAEConfig
-
-# ---------------------------------------------------------------------------------------------
-# The whole checkpoint and runtime choices
-# ---------------------------------------------------------------------------------------------
-
 
 @dataclass(frozen=True, kw_only=True)
 class LTXConfig:
@@ -108,19 +103,16 @@ def upsampler_from_metadata(metadata: Mapping[str, str], *, strict: bool = True)
     return UpsamplerConfig.from_dict(config, strict=strict)
 
 
-@dataclass(frozen=True, kw_only=True)
-class Runtime:
-    """How to run, as opposed to what the model is: dtypes, kernels, remat. Passed to modules."""
+def vae_config_from_metadata(metadata: Mapping[str, str], *, strict: bool = True) -> VideoVAEConfig:
+    """The `vae` section of the checkpoint's metadata `config` JSON.
 
-    param_dtype: str = "bfloat16"
-    compute_dtype: str = "bfloat16"
-    attention: str = "auto"  # "auto" picks by backend: cudnn on GPU, xla elsewhere
-    remat: bool = False
-
-    _ATTENTION = ("auto", "xla", "cudnn")
-
-    def __post_init__(self):
-        if self.attention not in self._ATTENTION:
-            raise ConfigError(f"Runtime.attention={self.attention!r}; supported: {self._ATTENTION}")
-
-
+    Raises:
+        ConfigError: no config / no vae section, or a key or value the port does not implement.
+    """
+    try:
+        config = json.loads(metadata["config"])
+    except (KeyError, json.JSONDecodeError) as e:
+        raise ConfigError(f"checkpoint metadata has no valid 'config' JSON ({e})") from None
+    if "vae" not in config:
+        raise ConfigError("checkpoint config has no 'vae' section (not a file with the video VAE)")
+    return VideoVAEConfig.from_dict(config["vae"], strict=strict)

@@ -48,7 +48,7 @@ def _video_official(tokens: np.ndarray, grid: tuple[int, int, int]) -> np.ndarra
 def loop_models(path: str):
     """(float32 runtime, split DiT, VAE encoder, VAE decoder) of a fixture directory, cached per directory."""
     from ltx_jax.configs import Runtime
-    from ltx_jax.convert.safetensors_file import SafetensorsFile
+    from ltx_jax.checkpoint.safetensors_file import SafetensorsFile
     from ltx_jax.transformer import load_transformer
     from ltx_jax.video_vae import load_video_decoder, load_video_encoder
 

@@ -14,10 +14,10 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from ltx_jax.convert.lora import LoraMerged
-from ltx_jax.convert.restore import restore
-from ltx_jax.convert.schema import TRANSFORMER_PREFIX
-from ltx_jax.convert.source import SafetensorsSource
+from ltx_jax.checkpoint.lora import LoraMerged
+from ltx_jax.checkpoint.loader import restore
+from ltx_jax.checkpoint.schema import TRANSFORMER_PREFIX
+from ltx_jax.checkpoint.source import SafetensorsSource
 from ltx_jax.parity import Check, Fixture
 from ltx_jax.parity.transformer import BOUND_F32, F32, _modality, _velocity_and_x0
 from ltx_jax.transformer import Perturbations

@@ -23,7 +23,7 @@ import numpy as np
 from flax import nnx
 
 from ltx_jax.configs import Runtime
-from ltx_jax.convert.safetensors_file import SafetensorsFile
+from ltx_jax.checkpoint.safetensors_file import SafetensorsFile
 from ltx_jax.parity import Check, Fixture
 from ltx_jax.transformer import (Modality, Perturbations, encode_text, load_text_embeddings, load_transformer,
                                  read_config, to_denoised)
@@ -162,7 +162,7 @@ def _run_fp8_dequantized(fx: Fixture) -> Iterator[tuple[str, np.ndarray, float]]
 
     That is what `fp8.out.dequant_*_f32` records; the model read from the FP8 file replaces the f32 one.
     """
-    from ltx_jax.convert.restore import restore  # noqa: PLC0415 (the restore stack is only needed here)
+    from ltx_jax.checkpoint.loader import restore  # noqa: PLC0415 (the restore stack is only needed here)
 
     config, _, _ = models(fx, F32)
     dit = nnx.split(restore(fx.path / FP8_FILE, "transformer", runtime=F32, config=config.transformer))

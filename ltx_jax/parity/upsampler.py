@@ -38,7 +38,7 @@ def _run(fx: Fixture) -> Iterator[tuple[str, np.ndarray, float]]:
     import jax.numpy as jnp
 
     from ltx_jax.configs import Runtime
-    from ltx_jax.convert.safetensors_file import SafetensorsFile
+    from ltx_jax.checkpoint.safetensors_file import SafetensorsFile
     from ltx_jax.upsampler import load_upsampler
     from ltx_jax.video_vae.loading import STATISTICS_PREFIX
     from ltx_jax.video_vae.ops import PerChannelStatistics

@@ -32,7 +32,7 @@ def _applies(fx: Fixture) -> bool:
 
 def _run(fx: Fixture) -> Iterator[tuple[str, np.ndarray, float]]:
     from ltx_jax.configs import Runtime
-    from ltx_jax.convert.safetensors_file import SafetensorsFile
+    from ltx_jax.checkpoint.safetensors_file import SafetensorsFile
     from ltx_jax.video_vae import load_video_decoder, load_video_encoder
     from ltx_jax.video_vae.codec import decode, encode
 

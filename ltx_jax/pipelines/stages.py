@@ -76,16 +76,19 @@ def load_models(checkpoint: str | os.PathLike, *, upsampler: str | os.PathLike |
         runtime: dtypes. rules: restore the transformer straight into this sharding (`ltx_jax.sharding`).
         text: also load the text connectors (for prompt files holding Gemma hidden states).
     """
-    from ltx_jax.convert.restore import restore, restore_state
-    from ltx_jax.convert.source import open_source
+    from ltx_jax.checkpoint.loader import restore_state
+    from ltx_jax.checkpoint.open import open_source
     from ltx_jax.upsampler import load_upsampler
+    from ltx_jax.video_vae import load_video_decoder, load_video_encoder
+
+    import ltx_jax.transformer  # noqa: F401  (binds the transformer and text modules to their layout entries)
 
     source = open_source(checkpoint)
     dit = restore_state(source, "transformer", runtime=runtime, shardings=rules, loras=list(loras))
     dit2 = restore_state(source, "transformer", runtime=runtime, shardings=rules,
                          loras=list(stage2_loras)) if stage2_loras else None
-    return Models(dit=dit, dit_stage2=dit2, decoder=restore(source, "vae_decoder", runtime=runtime),
-                  encoder=restore(source, "vae_encoder", runtime=runtime),
+    return Models(dit=dit, dit_stage2=dit2, decoder=load_video_decoder(source, runtime),
+                  encoder=load_video_encoder(source, runtime),
                   upsampler=load_upsampler(upsampler, runtime) if upsampler else None,
                   temporal_upsampler=load_upsampler(temporal_upsampler, runtime) if temporal_upsampler else None,
                   text=restore_state(source, "text_embeddings", runtime=runtime) if text else None,
@@ -94,7 +97,7 @@ def load_models(checkpoint: str | os.PathLike, *, upsampler: str | os.PathLike |
 
 def _read_arrays(path: Path) -> dict[str, np.ndarray]:
     if path.suffix == ".safetensors":
-        from ltx_jax.convert.safetensors_file import SafetensorsFile
+        from ltx_jax.checkpoint.safetensors_file import SafetensorsFile
         with SafetensorsFile(path) as f:
             return {k: np.asarray(f[k]) for k in f}
     with np.load(path) as z:

@@ -1,84 +1,59 @@
-"""Load TAEHV checkpoints (`taeltx_2`, `taeltx2_3`, `taeltx2_3_wide` safetensors) into `TinyAutoencoder`.
+"""Load TAEHV checkpoints (`taeltx_2`, `taeltx2_3`, `taeltx2_3_wide` safetensors) into `TinyAutoencoder`: a thin
+call of the one restore path, with the constructor bound to the `tae` layout entry.
 
 Counterpart: madebyollin/taehv `taehv.py` (`TAEHV.__init__` building from a state dict,
 `patch_tgrow_layers`). Upstream picks the configuration from the file *name*; here it is read from
-tensor shapes (docs/tae.md section 6), and the load is strict both ways, so a file of another model
-or another TAEHV family is refused with the key or shape that does not fit.
+tensor shapes (`ltx_jax.checkpoint.tae_layout`, docs/tae.md section 6), and the load is strict both ways, so
+a file of another model or another TAEHV family is refused with the key or shape that does not fit.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Mapping, Sequence
 
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from ltx_jax.configs.vae import TAEConfig
-from ltx_jax.convert.loading import LoadError, load_module
-from ltx_jax.convert.safetensors_file import SafetensorsFile
+from ltx_jax.checkpoint.errors import LoadError
+from ltx_jax.checkpoint.open import SourceArg, open_source
+from ltx_jax.checkpoint.loader import bind, restore
+from ltx_jax.checkpoint.source import Index, Source, TensorSpec, normalize_index
+from ltx_jax.checkpoint.tae_layout import TGROWS, TAECheckpointError, tae_config_from_shapes
+from ltx_jax.configs import Runtime
 from ltx_jax.tiny_vae.model import TinyAutoencoder
 
 __all__ = ["TAECheckpointError", "config_from_shapes", "load_tae", "state_dict", "with_decoder_options"]
 
-_TGROWS = (7, 13, 19)  # decoder indices of the TGrow layers, one per stage
-_TPOOLS = (2, 7, 12)  # encoder indices of the TPool layers
-_REQUIRED = ("encoder.0.weight", "encoder.17.weight", "decoder.1.weight", "decoder.8.weight",
-             "decoder.14.weight", "decoder.20.weight", "decoder.22.weight")
+config_from_shapes = tae_config_from_shapes
+
+bind("tae", lambda config, runtime: TinyAutoencoder(config, param_dtype=jnp.dtype(runtime.param_dtype),
+                                                    compute_dtype=jnp.dtype(runtime.compute_dtype),
+                                                    rngs=nnx.Rngs(0)))
 
 
-class TAECheckpointError(LoadError):
-    """Not a TAEHV checkpoint for LTX latents, or one whose shapes this code does not implement."""
+class _LastRows(Source):
+    """`base` with some tensors cut to their last rows (a TGrow layer with its time upscale off)."""
+
+    def __init__(self, base: Source, rows: Mapping[str, int]):
+        self.base, self.rows, self.name, self.metadata = base, dict(rows), base.name, base.metadata
+        self._specs = {k: TensorSpec((rows[k], *s.shape[1:]), s.dtype) if k in rows else s
+                       for k, s in base.specs().items()}
+
+    def specs(self) -> Mapping[str, TensorSpec]:
+        return self._specs
+
+    def read(self, key: str, index: Index | None = None) -> np.ndarray:
+        if key not in self.rows:
+            return self.base.read(key, index)
+        index = normalize_index(index, self._specs[key].shape)
+        skip = self.base.specs()[key].shape[0] - self.rows[key]
+        return self.base.read(key, (slice(index[0].start + skip, index[0].stop + skip), *index[1:]))
 
 
-def config_from_shapes(shapes: Mapping[str, Sequence[int]]) -> TAEConfig:
-    """The architecture of a TAEHV state dict, from its tensor shapes (no file names involved).
-
-    Args:
-        shapes: file key -> shape (PyTorch OIHW conv weights), e.g. from `SafetensorsFile.infos`.
-
-    Raises:
-        TAECheckpointError: a key the LTX TAEs always have is missing, or the shapes describe another
-            TAEHV family (other latent channels, patch size or temporal strides).
-    """
-    missing = [k for k in _REQUIRED if k not in shapes]
-    if missing:
-        raise TAECheckpointError(f"not a TAEHV (tiny autoencoder) checkpoint: missing {', '.join(missing)} "
-                                 "(expected upstream's encoder.N.* / decoder.N.* keys, both halves in one file)")
-    dec1, enc0 = tuple(shapes["decoder.1.weight"]), tuple(shapes["encoder.0.weight"])
-    latent, image = dec1[1], shapes["decoder.22.weight"][0]
-    patch = int(round((image / 3) ** 0.5))
-    problems = []
-    if latent != 128 or shapes["encoder.17.weight"][0] != latent:
-        problems.append(f"latent channels {latent} / {shapes['encoder.17.weight'][0]} (LTX: 128)")
-    if 3 * patch * patch != image or patch != 4 or enc0[1] != image:
-        problems.append(f"pixel channels {enc0[1]} / {image} (LTX: 48 = 3 x 4 x 4 patch)")
-    width = enc0[0]
-    pools = [shapes.get(f"encoder.{i}.conv.weight", (0, 0))[1] // width for i in _TPOOLS]
-    if pools != [2, 2, 2]:
-        problems.append(f"encoder TPool strides {pools} (LTX: 2, 2, 2, i.e. 8x time)")
-    widths = tuple(shapes[f"decoder.{i}.weight"][0] for i in (1, 8, 14, 20))
-    grows = [shapes.get(f"decoder.{i}.conv.weight", (0,))[0] // widths[s] for s, i in enumerate(_TGROWS)]
-    if grows != [2, 2, 2]:
-        problems.append(f"decoder TGrow strides {grows} (LTX: 2, 2, 2)")
-    if problems:
-        raise TAECheckpointError("a TAEHV checkpoint, but not one for LTX latents: " + "; ".join(problems))
-    wide = "decoder.3.conv.6.weight" in shapes
-    group_width = shapes["decoder.3.conv.2.weight"][1] if wide else 64
-    return TAEConfig(latent_channels=latent, patch_size=patch, encoder_width=width, decoder_widths=widths,
-                     wide=wide, group_width=group_width)
-
-
-def _shapes(tensors: Mapping[str, np.ndarray]) -> dict[str, tuple[int, ...]]:
-    if isinstance(tensors, SafetensorsFile):  # header only, no data read
-        return {k: info.shape for k, info in tensors.infos.items()}
-    return {k: tuple(v.shape) for k, v in tensors.items()}
-
-
-def load_tae(source: str | os.PathLike | Mapping[str, np.ndarray], *, param_dtype=jnp.float32,
-             compute_dtype=None, decoder_time_upscale: Sequence[bool] | None = None,
+def load_tae(source: SourceArg, *, param_dtype=jnp.float32, compute_dtype=None,
+             decoder_time_upscale: Sequence[bool] | None = None,
              decoder_space_upscale: Sequence[bool] | None = None) -> TinyAutoencoder:
     """Build and fill a `TinyAutoencoder` from a TAEHV safetensors file (or a key -> array mapping).
 
@@ -94,9 +69,8 @@ def load_tae(source: str | os.PathLike | Mapping[str, np.ndarray], *, param_dtyp
         TAECheckpointError: not an LTX TAEHV checkpoint (see `config_from_shapes`).
         LoadError: a key missing, left over or of the wrong shape (every one is named).
     """
-    tensors = SafetensorsFile(source) if isinstance(source, str | os.PathLike) else source
-    name = str(source) if isinstance(source, str | os.PathLike) else "state dict"
-    config = config_from_shapes(_shapes(tensors))
+    base = open_source(source)
+    config = config_from_shapes({k: s.shape for k, s in base.specs().items()})
     options = {}
     if decoder_time_upscale is not None:
         options["decoder_time_upscale"] = tuple(bool(b) for b in decoder_time_upscale)
@@ -106,18 +80,17 @@ def load_tae(source: str | os.PathLike | Mapping[str, np.ndarray], *, param_dtyp
         config = dataclasses.replace(config, **options)
     # A stage with its time upscale off keeps the later of the two frames TGrow makes: the last n rows
     # of the [2n, n, 1, 1] weight (upstream's patch_tgrow_layers).
-    sliced = {f"decoder.{i}.conv.weight": config.decoder_widths[s]
-              for s, i in enumerate(_TGROWS) if not config.decoder_time_upscale[s]}
-
-    def transform(key: str, a: np.ndarray) -> np.ndarray:
-        return a[-sliced[key]:] if key in sliced else a
-
+    rows = {f"decoder.{i}.conv.weight": config.decoder_widths[s]
+            for s, i in enumerate(TGROWS) if not config.decoder_time_upscale[s]}
+    runtime = Runtime(param_dtype=jnp.dtype(param_dtype).name,
+                      compute_dtype=jnp.dtype(compute_dtype or param_dtype).name)
     try:
-        return load_module(lambda: TinyAutoencoder(config, param_dtype=param_dtype, compute_dtype=compute_dtype,
-                                                   rngs=nnx.Rngs(0)),
-                           tensors, dtype=param_dtype, transform=transform, source=name)
+        return restore(_LastRows(base, rows) if rows else base, "tae", runtime=runtime, config=config)
     except LoadError as e:
         raise LoadError(f"{e} [shapes read as {config}]") from None
+    finally:
+        if base is not source:
+            base.close()
 
 
 def state_dict(tae: TinyAutoencoder) -> dict[str, jnp.ndarray]:

@@ -5,8 +5,9 @@ Typical use (weights from the official single file, jitted, state passed explici
 
     from flax import nnx
     from ltx_jax.configs import Runtime
+    from ltx_jax.sampling import audio_positions, video_positions
     from ltx_jax.transformer import (Modality, Perturbations, encode_text, forward, load_text_embeddings,
-                                     load_transformer, video_positions, audio_positions)
+                                     load_transformer)
 
     rt = Runtime(param_dtype="bfloat16", compute_dtype="bfloat16")
     dit = nnx.split(load_transformer("ltx-2.3-22b-dev.safetensors", rt))
@@ -19,13 +20,13 @@ Typical use (weights from the official single file, jitted, state passed explici
     v_x0, a_x0 = forward(*dit, video, audio, x0=True)
 """
 
-from ltx_jax.sampling.positions import audio_positions, video_positions  # positions live with the sampler
 from ltx_jax.transformer.functional import encode_text, forward
 from ltx_jax.transformer.loading import LoadError, load_text_embeddings, load_transformer, read_config
+from ltx_jax.transformer.lora import apply_lora_runtime, set_lora_strengths
 from ltx_jax.transformer.modality import PERTURBATION_TYPES, Modality, Perturbations
 from ltx_jax.transformer.model import LTXModel, X0Model, to_denoised
 from ltx_jax.transformer.text_embeddings import EmbeddingsProcessor
 
 __all__ = ["LTXModel", "X0Model", "EmbeddingsProcessor", "Modality", "Perturbations", "PERTURBATION_TYPES",
            "forward", "encode_text", "load_transformer", "load_text_embeddings", "read_config", "LoadError",
-           "to_denoised", "video_positions", "audio_positions"]
+           "to_denoised", "apply_lora_runtime", "set_lora_strengths"]

@@ -4,7 +4,7 @@ Counterpart: ltx_core `model/transformer/model.py` (`LTXModel`, AudioVideo type;
 
 The 48 blocks are one module created with `nnx.vmap` (every parameter has a leading layer axis) and run
 with `nnx.scan`, so compile time does not grow with depth. In the checkpoint they are
-`transformer_blocks.{i}.*`; `ltx_jax.convert.loading` stacks them (its rule 1).
+`transformer_blocks.{i}.*`; `ltx_jax.checkpoint.loading` stacks them (its rule 1).
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 converted checkpoint and a diffusers folder, plus wrappers that transform what is read (FP8
 dequantization, LoRA merging, read logging).
 
-Everything downstream (conversion, export, sharded restore, LoRA) works on a `Source`: a mapping from
+Everything downstream (conversion, export, sharded restore, LoRA) works on a `Source` (`open.open_source`
+picks the kind for a path): a mapping from
 official file key to `TensorSpec` (shape, dtype, in storage order) and `read(key, index)`, which returns
 a fresh array holding only `tensor[index]`. A region read touches only the bytes of that region (a
 memory-mapped slice for safetensors, the overlapping chunks for our Orbax checkpoint), which is what lets
@@ -24,10 +25,10 @@ from pathlib import Path
 import ml_dtypes
 import numpy as np
 
-from ltx_jax.convert.safetensors_file import SafetensorsFile
+from ltx_jax.checkpoint.safetensors_file import SafetensorsFile
 
-__all__ = ["TensorSpec", "Source", "SafetensorsSource", "Dequantized", "Logged", "Index", "normalize_index",
-           "open_source", "FP8_DTYPES"]
+__all__ = ["TensorSpec", "Source", "SafetensorsSource", "TensorsSource", "Dequantized", "Logged", "Index",
+           "normalize_index", "iter_row_blocks", "FP8_DTYPES"]
 
 Index = tuple[slice, ...]
 FP8_DTYPES = (np.dtype(ml_dtypes.float8_e4m3fn), np.dtype(ml_dtypes.float8_e5m2))
@@ -161,6 +162,22 @@ class SafetensorsSource(Source):
         self.file.close()
 
 
+class TensorsSource(Source):
+    """A {file key: array} mapping (numpy or jax arrays, e.g. a state dict) as a `Source`."""
+
+    def __init__(self, tensors: Mapping[str, np.ndarray], metadata: Mapping[str, str] | None = None,
+                 name: str = "tensors"):
+        self.tensors, self.name = tensors, str(getattr(tensors, "path", name))
+        self.metadata = dict(metadata if metadata is not None else getattr(tensors, "metadata", None) or {})
+        self._specs = {k: TensorSpec(tuple(np.shape(v)), np.dtype(v.dtype)) for k, v in tensors.items()}
+
+    def specs(self) -> Mapping[str, TensorSpec]:
+        return self._specs
+
+    def read(self, key: str, index: Index | None = None) -> np.ndarray:
+        return np.array(np.asarray(self.tensors[key])[normalize_index(index, self._specs[key].shape)])
+
+
 class _Wrapper(Source):
     def __init__(self, base: Source):
         self.base = base
@@ -233,26 +250,3 @@ def iter_row_blocks(spec: TensorSpec, max_bytes: int) -> Iterator[Index]:
     for start in range(0, spec.shape[0], rows):
         stop = min(spec.shape[0], start + rows)
         yield (slice(start, stop),) + tuple(slice(0, n) for n in spec.shape[1:])
-
-
-def open_source(path: str | os.PathLike | Source) -> Source:
-    """An official `.safetensors` file, our converted checkpoint folder or a diffusers-format folder.
-
-    Raises:
-        SafetensorsError / CheckpointError / DiffusersError: the path is none of these, or malformed.
-    """
-    if isinstance(path, Source):
-        return path
-    p = Path(path)
-    if p.is_dir():
-        from ltx_jax.checkpoint import CheckpointError, is_checkpoint_dir, open_checkpoint
-
-        if is_checkpoint_dir(p):
-            return open_checkpoint(p)
-        from ltx_jax.convert.diffusers import is_diffusers_dir, open_diffusers
-
-        if is_diffusers_dir(p):
-            return open_diffusers(p)
-        raise CheckpointError(f"{p}: a folder that is neither an ltx-jax checkpoint (manifest.json + COMPLETE) nor a "
-                              "diffusers-format LTX-2 folder (model_index.json or transformer/config.json)")
-    return SafetensorsSource(p)

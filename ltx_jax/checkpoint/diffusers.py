@@ -39,9 +39,9 @@ from typing import Any
 
 import numpy as np
 
-from ltx_jax.convert.safetensors_file import SafetensorsFile
-from ltx_jax.convert.schema import CONNECTOR_PREFIXES, TEXT_PROJECTION_PREFIX, TRANSFORMER_PREFIX
-from ltx_jax.convert.source import Index, SafetensorsSource, Source, TensorSpec
+from ltx_jax.checkpoint.safetensors_file import SafetensorsFile
+from ltx_jax.checkpoint.layout import CONNECTOR_PREFIXES, TEXT_PROJECTION_PREFIX, TRANSFORMER_PREFIX
+from ltx_jax.checkpoint.source import Index, SafetensorsSource, Source, TensorSpec
 
 __all__ = ["DiffusersError", "DiffusersSource", "is_diffusers_dir", "open_diffusers"]
 

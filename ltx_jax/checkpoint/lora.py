@@ -33,8 +33,9 @@ from pathlib import Path
 import ml_dtypes
 import numpy as np
 
-from ltx_jax.convert.schema import TRANSFORMER_PREFIX
-from ltx_jax.convert.source import FP8_DTYPES, Index, Source, TensorSpec, normalize_index, open_source
+from ltx_jax.checkpoint.layout import TRANSFORMER_PREFIX
+from ltx_jax.checkpoint.open import open_source
+from ltx_jax.checkpoint.source import FP8_DTYPES, Index, Source, TensorSpec, normalize_index
 
 __all__ = ["LoraError", "LoraFile", "load_lora", "lora_product", "fuse", "requantize_fp8", "LoraMerged",
            "parse_lora_arg"]

@@ -16,7 +16,7 @@ only some blocks (block 0 and the last ones stay bf16, and only quantized layers
 `input_scale`), so per-layer dtypes and keys differ and cannot be stacked; export back to the official
 file is then a key-for-key copy; and the largest leaf is the largest file tensor, which bounds memory
 when writing. Stacking happens at restore time, per device, from the layers each device owns
-(`ltx_jax.convert.restore`).
+(`ltx_jax.checkpoint.loader.restore`).
 
 Plain Orbax can read it too: `ocp.PyTreeCheckpointer().restore(OUT / "weights")` gives {key: ndarray}.
 Counterpart: none in ltx_core (it always reads the original safetensors file).
@@ -45,7 +45,7 @@ from orbax.checkpoint._src.serialization import type_handler_registry as ocp_reg
 from orbax.checkpoint._src.serialization import type_handlers as ocp_handlers
 from orbax.checkpoint._src.serialization import types as ocp_types
 
-from ltx_jax.convert.source import Index, Source, TensorSpec, iter_row_blocks, normalize_index
+from ltx_jax.checkpoint.source import Index, Source, TensorSpec, iter_row_blocks, normalize_index
 
 __all__ = ["CheckpointError", "LazyTensor", "write_checkpoint", "open_checkpoint", "is_checkpoint_dir",
            "CheckpointSource", "FORMAT", "FORMAT_VERSION", "WEIGHTS", "MANIFEST", "CONFIG", "COMPLETE"]

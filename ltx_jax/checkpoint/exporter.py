@@ -13,8 +13,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ltx_jax.convert.safetensors_file import save_file
-from ltx_jax.convert.source import Source, open_source
+from ltx_jax.checkpoint.safetensors_file import save_file
+from ltx_jax.checkpoint.open import open_source
+from ltx_jax.checkpoint.source import Source
 
 __all__ = ["export"]
 

@@ -6,22 +6,22 @@ checkpoint is written from. Keys are the file's own (with their prefixes). Tests
 the state dicts of the official ltx-core modules built from the same config.
 
 Counterparts: the `state_dict()` of ltx_core's `LTXModel`, `EmbeddingsProcessor`, `VideoEncoder`,
-`VideoDecoder`, `LatentUpsampler`, and the key maps in `ltx_pipelines/utils/model_ledger.py`.
+`VideoDecoder`, `LatentUpsampler` (the TAE's in `tae_layout`), and the key maps in `ltx_pipelines/utils/model_ledger.py`.
 """
 
 from __future__ import annotations
 
+from ltx_jax.checkpoint.layout import CONNECTOR_PREFIXES, TEXT_PROJECTION_PREFIX, TRANSFORMER_PREFIX, VAE_PREFIX
+from ltx_jax.checkpoint.tae_layout import tae_schema
 from ltx_jax.configs import (ConnectorConfig, LTXConfig, TransformerConfig, UpsamplerConfig,
                              VideoVAEConfig)
 
+__all__ = ["Schema", "checkpoint_schema", "transformer_schema", "transformer_block_schema", "connector_schema",
+           "vae_encoder_schema", "vae_decoder_schema", "upsampler_schema", "tae_schema", "num_parameters",
+           "TRANSFORMER_PREFIX", "CONNECTOR_PREFIXES", "TEXT_PROJECTION_PREFIX", "VAE_PREFIX"]
+
 Shape = tuple[int, ...]
 Schema = dict[str, Shape]
-
-TRANSFORMER_PREFIX = "model.diffusion_model."
-CONNECTOR_PREFIXES = {"video": "model.diffusion_model.video_embeddings_connector.",
-                      "audio": "model.diffusion_model.audio_embeddings_connector."}
-TEXT_PROJECTION_PREFIX = "text_embedding_projection."
-VAE_PREFIX = "vae."
 
 TIMESTEP_CHANNELS = 256  # sinusoidal timestep embedding width (ltx-core `Timesteps(256)`)
 

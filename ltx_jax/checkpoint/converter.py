@@ -29,13 +29,16 @@ from typing import Any
 import ml_dtypes
 import numpy as np
 
-from ltx_jax.checkpoint import CheckpointSource, LazyTensor, write_checkpoint
+from ltx_jax.checkpoint import schema as S
+from ltx_jax.checkpoint.folder import CheckpointSource, LazyTensor, write_checkpoint
+from ltx_jax.checkpoint.inspect import inspect_file
+from ltx_jax.checkpoint.layout import file_group, match
+from ltx_jax.checkpoint.lora import LoraError, LoraMerged, load_lora
+from ltx_jax.checkpoint.open import open_source
+from ltx_jax.checkpoint.safetensors_file import SafetensorsError
+from ltx_jax.checkpoint.source import FP8_DTYPES, SafetensorsSource, Source, TensorSpec
+from ltx_jax.checkpoint.tae_layout import TAECheckpointError, tae_config_from_shapes, tae_schema
 from ltx_jax.configs import ConfigError, from_metadata, upsampler_from_metadata
-from ltx_jax.convert import schema as S
-from ltx_jax.convert.inspect import checkpoint_component, inspect_file
-from ltx_jax.convert.lora import LoraError, LoraMerged, load_lora
-from ltx_jax.convert.safetensors_file import SafetensorsError
-from ltx_jax.convert.source import FP8_DTYPES, SafetensorsSource, Source, TensorSpec, open_source
 
 __all__ = ["ConvertError", "convert", "detect", "DTYPE_POLICIES", "COMPONENT_GROUPS", "CONVERTER_VERSION"]
 
@@ -74,7 +77,7 @@ def detect(source: Source) -> tuple[str, str]:
 def _components_of(keys: Iterable[str]) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for k in keys:
-        out.setdefault(checkpoint_component(k), []).append(k)
+        out.setdefault(file_group(k), []).append(k)
     return out
 
 
@@ -84,15 +87,9 @@ def _fail(name: str, what: str, items: Sequence[str]) -> str:
 
 def _check_layout(name: str, specs: dict[str, TensorSpec], expected: dict[str, tuple[int, ...]],
                   extra_ok: Callable[[str], bool] = lambda k: False) -> None:
-    """Strict both ways: every expected key with its shape, no unexpected key (unless `extra_ok`)."""
-    missing = [k for k in expected if k not in specs]
-    wrong = [f"{k} {specs[k].shape} (config says {expected[k]})" for k in expected
-             if k in specs and specs[k].shape != tuple(expected[k])]
-    unexpected = [k for k in specs if k not in expected and not extra_ok(k)]
-    parts = [_fail(name, w, i) for w, i in (("missing key(s)", missing), ("changed shape(s)", wrong),
-                                             ("unexpected key(s)", unexpected)) if i]
-    if parts:
-        raise ConvertError(f"{name}: does not match its config's official layout: " + "; ".join(parts))
+    """Strict both ways (`layout.match`): every expected key with its shape, no other key (unless `extra_ok`)."""
+    match(name, "its config's official layout", expected, {k: s.shape for k, s in specs.items()}, extra_ok,
+          error=ConvertError)
 
 
 def _fp8_scale_ok(specs: dict[str, TensorSpec], expected: dict, key: str) -> bool:
@@ -147,15 +144,12 @@ def _validate_upsampler(source: Source) -> dict:
 
 
 def _validate_tae(source: Source) -> dict:
-    from ltx_jax.convert.restore import expected_file_keys
-    from ltx_jax.tiny_vae.loading import TAECheckpointError, config_from_shapes
-
     specs = dict(source.specs())
     try:
-        config = config_from_shapes({k: s.shape for k, s in specs.items()})
+        config = tae_config_from_shapes({k: s.shape for k, s in specs.items()})
     except TAECheckpointError as e:
         raise ConvertError(f"{source.name}: {e}") from None
-    _check_layout(source.name, specs, expected_file_keys("tae", config))
+    _check_layout(source.name, specs, tae_schema(config))
     return {"tae": {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(config).items()}}
 
 
@@ -260,7 +254,7 @@ def _convert(source: Source, out, target, dtype: str, components, loras, overwri
     reader: Source = source
     lora_record = []
     if loras:
-        if "transformer" not in {checkpoint_component(k) for k in selected}:
+        if "transformer" not in {file_group(k) for k in selected}:
             raise ConvertError(f"{source.name}: --lora needs the transformer component")
         try:
             reader = LoraMerged(source, loras, dtype=lambda k: cast_to(k) if target is not None else None)
@@ -292,7 +286,7 @@ def _convert(source: Source, out, target, dtype: str, components, loras, overwri
             "converter": {"name": "ltx-jax", "version": _version(), "converter_version": CONVERTER_VERSION},
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "source": manifest_src, "kind": kind, "description": description,
-            "components": sorted({checkpoint_component(k) for k in selected}) if kind.startswith("ltx_") else [kind],
+            "components": sorted({file_group(k) for k in selected}) if kind.startswith("ltx_") else [kind],
             "dtype_policy": dtype, "loras": lora_record, "metadata": dict(source.metadata),
             "carried_unvalidated": sorted(carried), "not_converted": dict(getattr(source, "skipped", {})),
         }

@@ -14,24 +14,15 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from ltx_jax.checkpoint import schema as S
+from ltx_jax.checkpoint.layout import file_group
+from ltx_jax.checkpoint.safetensors_file import SafetensorsFile
 from ltx_jax.configs import ConfigError, LTXConfig, from_metadata, upsampler_from_metadata
-from ltx_jax.convert import schema as S
-from ltx_jax.convert.safetensors_file import SafetensorsFile
 
 __all__ = ["FileReport", "inspect_file", "format_report", "checkpoint_component"]
 
-# Component of a checkpoint key, first match wins. Order matters: connectors share the DiT prefix.
-_COMPONENTS = (
-    ("connectors", (S.CONNECTOR_PREFIXES["video"], S.CONNECTOR_PREFIXES["audio"], S.TEXT_PROJECTION_PREFIX)),
-    ("transformer", (S.TRANSFORMER_PREFIX,)),
-    ("vae_encoder", ("vae.encoder.",)),
-    ("vae_decoder", ("vae.decoder.",)),
-    ("vae_statistics", ("vae.per_channel_statistics.",)),
-    ("audio_vae_encoder", ("audio_vae.encoder.",)),
-    ("audio_vae_decoder", ("audio_vae.decoder.",)),
-    ("audio_vae_statistics", ("audio_vae.per_channel_statistics.",)),
-    ("vocoder", ("vocoder.",)),
-)
+checkpoint_component = file_group  # the component a single-file checkpoint key belongs to (layout.FILE_GROUPS)
+
 _UPSAMPLER_KEYS = {"initial_conv.weight", "final_conv.weight"}
 _FP8 = {"F8_E4M3", "F8_E5M2"}
 
@@ -77,14 +68,6 @@ def _components(f: SafetensorsFile, classify) -> dict[str, Component]:
         c.num_parameters += info.size
         c.dtypes[info.dtype] += info.size
     return out
-
-
-def checkpoint_component(key: str) -> str:
-    """The component (transformer, connectors, vae_encoder, ...) a single-file checkpoint key belongs to."""
-    for name, prefixes in _COMPONENTS:
-        if key.startswith(prefixes):
-            return name
-    return "other"
 
 
 def _precision(f: SafetensorsFile) -> dict[str, Any]:

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from ltx_jax.configs import LTXConfig, UpsamplerConfig
-from ltx_jax.convert import schema as S
-from ltx_jax.convert.safetensors_file import save_file
+from ltx_jax.checkpoint import schema as S
+from ltx_jax.checkpoint.safetensors_file import save_file
 
 
 def _tensor(key: str, shape: tuple[int, ...], seed: int, dtype: np.dtype) -> np.ndarray:
