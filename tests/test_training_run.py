@@ -21,10 +21,10 @@ import pytest
 from conftest import REF_PYTHON, REFERENCE, build_lora_reference
 from flax import nnx
 
-from ltx_jax.convert.lora import LoraMerged, load_lora
-from ltx_jax.convert.restore import restore
-from ltx_jax.convert.schema import TRANSFORMER_PREFIX
-from ltx_jax.convert.source import SafetensorsSource
+from ltx_jax.checkpoint import restore
+from ltx_jax.checkpoint.layout import TRANSFORMER_PREFIX
+from ltx_jax.checkpoint.lora import LoraMerged, load_lora
+from ltx_jax.checkpoint.source import SafetensorsSource
 from ltx_jax.configs import Runtime
 from ltx_jax.parity import Fixture, relative_error
 from ltx_jax.parity.transformer import BOUND_F32, _modality, _velocity_and_x0

@@ -36,7 +36,7 @@ def _train(args: argparse.Namespace) -> int:
 
 def _preprocess(args: argparse.Namespace) -> int:
     from ltx_jax.configs import Runtime
-    from ltx_jax.convert.restore import restore
+    from ltx_jax.checkpoint import restore
     from ltx_jax.training.data import DataError
     from ltx_jax.training.preprocess import contexts_from_folder, preprocess
 

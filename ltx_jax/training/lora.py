@@ -30,7 +30,7 @@ import ml_dtypes
 import numpy as np
 from flax import nnx
 
-from ltx_jax.convert.safetensors_file import save_file
+from ltx_jax.checkpoint.safetensors_file import save_file
 from ltx_jax.nn.linear import Linear
 
 __all__ = ["LoraConfig", "LoraParam", "TrainableLora", "DEFAULT_TARGETS", "add_lora", "lora_linears",

@@ -51,7 +51,7 @@ def _empty_context(config: TrainConfig):
 
 def build(config: TrainConfig, model=None):
     """(trainer, dataset, rules): the model restored (into the mesh), adapters added, the data opened."""
-    from ltx_jax.convert.restore import restore
+    from ltx_jax.checkpoint import restore
 
     mesh_cfg = config.mesh
     rules = None
