@@ -6,9 +6,11 @@ reference fixture's bf16 checkpoint (ltx23-tiny, the file ltx-core loads):
 * the LoRA file is usable elsewhere: ltx-core's loader (`ModelLedger` + `apply_loras`, reference env) and
   ours fuse it into the same weights (bit-identical) and the fused transformers agree within the LoRA
   parity bound (`BOUND_F32`, max abs err / max abs ref);
-* LoRA learns: the data is one latent pattern P the base never saw (plus small noise), with one caption.
+* LoRA learns: the data is one latent pattern P the base never saw (the same per-channel offset of +-1.5 on
+  every token, plus small noise), with one caption.
   Generation = an 8-step dev-schedule Euler run from fixed noise with that caption's context. Metric:
-  `mean((gen - P)^2) / mean(P^2)`; training must cut it well below the base model's.
+  `mean((gen - P)^2) / mean(P^2)`; training must cut it to under half the base model's (measured: base 1.99,
+  after 16 steps 0.57).
 """
 
 import json
@@ -45,7 +47,8 @@ def runs(tmp_path_factory):
     fx = build_lora_reference("ltx23-tiny", 0)
     root = tmp_path_factory.mktemp("train")
     rng = np.random.default_rng(0)
-    pattern = (1.5 * np.sign(rng.standard_normal((*GRID, 16)))).astype(np.float32)
+    # one latent "colour": the same per-channel offset on every token, far from the base model's outputs
+    pattern = np.broadcast_to(1.5 * np.sign(rng.standard_normal(16)), (*GRID, 16)).astype(np.float32)
     v_ctx = rng.standard_normal((8, 64)).astype(np.float32)
     a_ctx = rng.standard_normal((8, 32)).astype(np.float32)
     for i in range(6):
@@ -58,7 +61,7 @@ def runs(tmp_path_factory):
             "model": {"checkpoint": str(fx / "ltx_checkpoint.safetensors")},
             "data": {"cache": str(root / "cache"), "batch_size": 2, "seed": 1},
             "output": {"dir": str(root / out), "checkpoint_every": 3, "keep": 2, "progress": False},
-            "lora": {"rank": 4}, "optim": {"steps": STEPS, "learning_rate": 3e-3, "warmup_steps": 2}})
+            "lora": {"rank": 4}, "optim": {"steps": STEPS, "learning_rate": 3e-2, "warmup_steps": 2}})
 
     first = train(config("interrupted"), stop_after=6, log=lambda s: None)
     second = train(config("interrupted"), log=lambda s: None)
