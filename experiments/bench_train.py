@@ -17,7 +17,6 @@ is XLA:CPU's buffer assignment (XLA's blocked attention, not the cuDNN flash ker
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import statistics
 import time

@@ -8,7 +8,6 @@ its zero init) and full fine-tuning (every Param of a float32 model).
 import functools
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 from test_training_objective import tiny_batch
@@ -63,7 +62,8 @@ def test_lora_gradients_match_finite_differences():
                      rngs=nnx.Rngs(0))
     add_lora(model, LoraConfig(rank=2, targets=r"\.(to_q|to_v|ff\.net\.2)$"), seed=2)
     trainer = Trainer(model, mode="lora", objective=OBJECTIVE, optim=OptimConfig(steps=2))
-    params = jax.tree.map(lambda x: x + 0.1 * jax.random.normal(jax.random.key(x.size), x.shape), trainer.init(0).params)
+    params = jax.tree.map(lambda x: x + 0.1 * jax.random.normal(jax.random.key(x.size), x.shape),
+                          trainer.init(0).params)
     err = _check(trainer, params, tiny_batch(audio=False))
     assert err < 2e-3, err
 

@@ -61,7 +61,8 @@ def runs(tmp_path_factory):
             "model": {"checkpoint": str(fx / "ltx_checkpoint.safetensors")},
             "data": {"cache": str(root / "cache"), "batch_size": 2, "seed": 1},
             "output": {"dir": str(root / out), "checkpoint_every": 3, "keep": 2, "progress": False},
-            "lora": {"rank": 4}, "optim": {"steps": STEPS, "learning_rate": 3e-2, "warmup_steps": 2}})
+            "lora": {"rank": 4},
+            "optim": {"steps": STEPS, "learning_rate": 3e-2, "warmup_steps": 2, "ema_decay": 0.9}})
 
     first = train(config("interrupted"), stop_after=6, log=lambda s: None)
     second = train(config("interrupted"), log=lambda s: None)
@@ -78,8 +79,11 @@ def test_resume_is_bit_identical(runs):
     assert saved == [15, 16]  # keep = 2
     log = [json.loads(x) for x in (runs["root"] / "whole" / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == list(range(1, STEPS + 1)) and all(r["tokens_per_s"] > 0 for r in log)
-    a, b = runs["second"]["state"].params, runs["whole"]["state"].params
-    assert all(np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+    for part in ("params", "ema", "opt_state"):
+        a, b = getattr(runs["second"]["state"], part), getattr(runs["whole"]["state"], part)
+        assert all(np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+    assert "lora_ema" in runs["whole"] and load_lora(runs["whole"]["lora_ema"]).pairs.keys() == load_lora(
+        runs["whole"]["lora"]).pairs.keys()
 
 
 def test_lora_file_fuses_like_ltx_core(runs, tmp_path):

@@ -66,7 +66,8 @@ SCRIPT = textwrap.dedent("""
 
 def test_data_parallel_and_fsdp_equal_single_device():
     # cheaper XLA:CPU compilation (the numbers do not depend on it)
-    flags = "--xla_force_host_platform_device_count=8 --xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
+    flags = ("--xla_force_host_platform_device_count=8 --xla_backend_optimization_level=0 "
+             "--xla_llvm_disable_expensive_passes=true")
     env = dict(os.environ, XLA_FLAGS=flags, JAX_PLATFORMS="cpu",
                PYTHONPATH=f"{ROOT}{os.pathsep}{ROOT / 'tests'}")
     result = subprocess.run([sys.executable, "-c", SCRIPT], cwd=ROOT, env=env, capture_output=True, text=True,

@@ -36,7 +36,8 @@ class DataError(ValueError):
 
 
 def write_clip(cache: str | os.PathLike, clip_id: str, *, video_latent: np.ndarray, video_context: np.ndarray,
-               audio_context: np.ndarray, fps: float, caption: str = "", audio_latent: np.ndarray | None = None) -> Path:
+               audio_context: np.ndarray, fps: float, caption: str = "",
+               audio_latent: np.ndarray | None = None) -> Path:
     """Write one clip's cached arrays atomically (temporary file, then rename)."""
     if video_latent.ndim != 4:
         raise DataError(f"clip {clip_id}: video_latent must be [F', H', W', C]; got {video_latent.shape}")
@@ -46,7 +47,8 @@ def write_clip(cache: str | os.PathLike, clip_id: str, *, video_latent: np.ndarr
     out = Path(cache) / "latents" / f"{clip_id}.npz"
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.stem}.partial-{os.getpid()}.npz")
-    arrays = dict(video_latent=np.asarray(video_latent, np.float32), video_context=np.asarray(video_context, np.float32),
+    arrays = dict(video_latent=np.asarray(video_latent, np.float32),
+                  video_context=np.asarray(video_context, np.float32),
                   audio_context=np.asarray(audio_context, np.float32), fps=np.float32(fps),
                   caption=np.asarray(caption))
     if audio_latent is not None:
@@ -154,7 +156,8 @@ class CachedDataset:
                       video_context=stack("video_context"), audio_context=stack("audio_context"), frame_tokens=h * w)
         if self.with_audio:
             ta = arrays[0]["audio_latent"].shape[0]
-            batch = batch.replace(audio=stack("audio_latent"), audio_positions=jnp.asarray(audio_positions(ta, batch=b)))
+            batch = batch.replace(audio=stack("audio_latent"),
+                                  audio_positions=jnp.asarray(audio_positions(ta, batch=b)))
         return batch
 
     def batch(self, step: int) -> Batch:

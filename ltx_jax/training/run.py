@@ -16,7 +16,6 @@ from pathlib import Path
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from ltx_jax.configs import Runtime
 from ltx_jax.sharding import place, shard_state
