@@ -126,13 +126,13 @@ def main(argv=None) -> int:
     batch = place(batch, rules)
     t0 = time.perf_counter()
     compiled = _train_step_jit.lower(trainer.static, trainer.frozen, state, batch, None).compile()
-    state, m = trainer.step(state, batch)
-    jax.block_until_ready(m)
     compile_s = time.perf_counter() - t0
+    state, m = compiled(trainer.frozen, state, batch, None)
+    jax.block_until_ready(m)
     times = []
     for _ in range(args.steps):
         t1 = time.perf_counter()
-        state, m = trainer.step(state, batch)
+        state, m = compiled(trainer.frozen, state, batch, None)
         jax.block_until_ready(m)
         times.append(time.perf_counter() - t1)
     step = statistics.median(times)
@@ -190,8 +190,10 @@ def _abstract_state(trainer, batch, rules):
     opt = jax.eval_shape(tx.init, params)
     if rules is not None:
         shardings = jax.jit(tx.init).lower(params).compile().output_shardings
-        opt = jax.tree.map(lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh), opt, shardings)
         rep = NamedSharding(rules.mesh, jax.sharding.PartitionSpec())
+        n = rules.mesh.devices.size  # scalars (Adam's count) come back on one device: replicate them
+        opt = jax.tree.map(lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh if len(sh.device_set) == n
+                                                              else rep), opt, shardings)
     else:
         rep = None
     state = TrainState(step=jax.ShapeDtypeStruct((), jnp.int32, sharding=rep), params=params, opt_state=opt, ema=None,

@@ -133,7 +133,7 @@ def _train_step(static: _Static, frozen, state: TrainState, batch: Batch, empty_
     if ema is not None:
         d = jnp.float32(static.optim.ema_decay)
         ema = jax.tree.map(lambda e, p: d * e + (1 - d) * p, ema, params)
-    metrics = {"loss": loss, "grad_norm": optax.global_norm(grads), "lr": learning_rate(static.optim)(state.step),
+    metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads), "lr": learning_rate(static.optim)(state.step),
                **{f"loss_{k}": v for k, v in parts.items()}}
     return state.replace(step=state.step + 1, params=params, opt_state=opt_state, ema=ema), metrics
 
