@@ -32,7 +32,7 @@ from ltx_jax.sharding import place, shard_state
 from ltx_jax.training.lora import LoraConfig, add_lora
 from ltx_jax.training.objective import Batch, ObjectiveConfig
 from ltx_jax.training.sharding import train_mesh, train_rules
-from ltx_jax.training.step import OptimConfig, Trainer, _train_step_jit
+from ltx_jax.training.step import OptimConfig, Trainer, _train_step_jit, optimizer_shardings
 from ltx_jax.transformer import LTXModel
 
 PRESETS = {"ltx23-tiny": LTX_2_3_TINY, "ltx23": LTX_2_3}
@@ -188,14 +188,10 @@ def _abstract_state(trainer, batch, rules):
     params = trainer._initial
     tx = trainer.static.tx
     opt = jax.eval_shape(tx.init, params)
-    if rules is not None:
-        shardings = jax.jit(tx.init).lower(params).compile().output_shardings
-        rep = NamedSharding(rules.mesh, jax.sharding.PartitionSpec())
-        n = rules.mesh.devices.size  # scalars (Adam's count) come back on one device: replicate them
-        opt = jax.tree.map(lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh if len(sh.device_set) == n
-                                                              else rep), opt, shardings)
-    else:
-        rep = None
+    if rules is not None:  # the moments sharded like their parameters, as a real run places them
+        opt = jax.tree.map(lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh), opt,
+                           optimizer_shardings(tx, params))
+    rep = NamedSharding(rules.mesh, jax.sharding.PartitionSpec()) if rules is not None else None
     state = TrainState(step=jax.ShapeDtypeStruct((), jnp.int32, sharding=rep), params=params, opt_state=opt, ema=None,
                        key=jax.ShapeDtypeStruct((2,), jnp.uint32, sharding=rep))
 

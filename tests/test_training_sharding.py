@@ -50,14 +50,15 @@ SCRIPT = textwrap.dedent("""
             losses.append(float(m["loss"]))
         leaves = [np.asarray(x) for x in jax.tree.leaves(state.params)]
         specs = sorted({str(x.sharding.spec) for x in jax.tree.leaves(state.params)}) if rules else []
-        return losses, leaves, specs
+        opt_specs = sorted({str(x.sharding.spec) for x in jax.tree.leaves(state.opt_state)}) if rules else []
+        return losses, leaves, (specs, opt_specs)
 
     from ltx_jax.transformer import LTXModel
     single, p1, _ = run(None)
     out = {"devices": jax.device_count(), "single": single}
     for name, fsdp in (("data8", False), ("fsdp8", True)):
         losses, p, specs = run(train_rules(train_mesh(data=8), fsdp=fsdp))
-        out[name] = {"losses": losses, "specs": specs,
+        out[name] = {"losses": losses, "specs": specs[0], "opt_specs": specs[1],
                      "loss_rel": max(abs(a - b) / abs(b) for a, b in zip(losses, single)),
                      "param_rel": max(float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-12)) for a, b in zip(p, p1))}
     print("RESULT" + json.dumps(out))
@@ -80,4 +81,6 @@ def test_data_parallel_and_fsdp_equal_single_device():
         assert out[name]["loss_rel"] < 1e-5, out[name]
         assert out[name]["param_rel"] < 1e-4, out[name]
     assert any("data" in s for s in out["fsdp8"]["specs"])  # FSDP really split the trained factors
+    # Adam's moments are split like their parameters (step counts replicated)
+    assert set(out["fsdp8"]["opt_specs"]) == set(out["fsdp8"]["specs"]) | {"P()"}, out["fsdp8"]
     assert out["single"][0] != out["single"][2]  # the steps trained something

@@ -21,12 +21,13 @@ import jax
 import jax.numpy as jnp
 import optax
 from flax import nnx, struct
+from jax.sharding import NamedSharding, PartitionSpec
 
 from ltx_jax.training.lora import LoraParam
 from ltx_jax.training.objective import Batch, ObjectiveConfig, flow_matching_loss, noise_batch
 from ltx_jax.transformer.modality import Modality
 
-__all__ = ["OptimConfig", "TrainState", "Trainer", "make_optimizer", "learning_rate", "forward_loss", "step_key"]
+__all__ = ["OptimConfig", "TrainState", "Trainer", "make_optimizer", "learning_rate", "forward_loss", "step_key", "init_optimizer", "optimizer_shardings"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -84,6 +85,30 @@ def _trained_filter(mode: str):
     if mode == "full":
         return nnx.Param
     raise ValueError(f"training mode {mode!r}; expected 'lora' or 'full'")
+
+
+def optimizer_shardings(tx: optax.GradientTransformation, params):
+    """Shardings for `tx.init(params)`: every moment placed like its parameter (FSDP keeps Adam's m and v
+    sharded; a plain jit of `init` may return them replicated), scalars (step counts) replicated on the same
+    mesh. None when the parameters are not on a mesh."""
+    leaves = jax.tree_util.tree_leaves_with_path(params)
+    shardings = {jax.tree_util.keystr(p): getattr(x, "sharding", None) for p, x in leaves}
+    mesh_sharding = next((s for s in shardings.values() if isinstance(s, NamedSharding)), None)
+    if mesh_sharding is None:
+        return None
+    replicated = NamedSharding(mesh_sharding.mesh, PartitionSpec())
+
+    def place(path, leaf):
+        key = jax.tree_util.keystr(path)
+        match = max((k for k in shardings if key.endswith(k)), key=len, default=None)
+        return shardings[match] if match is not None and leaf.ndim else replicated
+
+    return jax.tree_util.tree_map_with_path(place, jax.eval_shape(tx.init, params))
+
+
+def init_optimizer(tx: optax.GradientTransformation, params):
+    """`tx.init(params)`, placed by `optimizer_shardings`."""
+    return jax.jit(tx.init, out_shardings=optimizer_shardings(tx, params))(params)
 
 
 @dataclass(frozen=True)
@@ -176,7 +201,7 @@ class Trainer:
 
     def init(self, seed: int) -> TrainState:
         params = self._initial
-        opt_state = jax.jit(self.static.tx.init)(params)
+        opt_state = init_optimizer(self.static.tx, params)
         ema = jax.tree.map(jnp.copy, params) if self.optim.ema_decay is not None else None
         return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=opt_state, ema=ema,
                           key=jax.random.key_data(jax.random.key(seed)))
