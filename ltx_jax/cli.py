@@ -1,4 +1,4 @@
-"""`ltx-jax` command line: inspect, demo, convert, export, encode, generate."""
+"""`ltx-jax` command line: inspect, demo, convert, export, quantize, encode, generate, train, train-preprocess."""
 
 from __future__ import annotations
 
@@ -163,6 +163,8 @@ def main(argv: list[str] | None = None) -> int:
     from ltx_jax.text_encoder.command import add_parser as add_encode_parser
     add_encode_parser(sub)
     add_generate_parser(sub)
+    from ltx_jax.training.command import add_parser as add_train_parser
+    add_train_parser(sub)
     args = parser.parse_args(argv)
     return args.func(args)
 

@@ -55,6 +55,7 @@ class LTXModel(nnx.Module):
         pd = jnp.dtype(runtime.param_dtype)
         self.compute_dtype = jnp.dtype(runtime.compute_dtype)
         self.attention = runtime.attention
+        self.remat = bool(runtime.remat)
         v, a, coef = c.inner_dim, c.audio_inner_dim, c.adaln_coefficients
         adaln = lambda dim, k: AdaLayerNormSingle(dim, k, param_dtype=pd, rngs=rngs)  # noqa: E731
         self.patchify_proj = Linear(c.in_channels, v, param_dtype=pd, rngs=rngs)
@@ -186,9 +187,12 @@ class LTXModel(nnx.Module):
                 raise ValueError(f"perturbations.{name} has shape {keep[name].shape}; expected "
                                  f"({self.config.num_layers}, {batch}) [layers, batch]")
 
-        @nnx.scan(in_axes=(0, nnx.Carry, None, 0), out_axes=nnx.Carry)
-        def run(block: BasicAVTransformerBlock, carry, streams, keep_i):
+        def body(block: BasicAVTransformerBlock, carry, streams, keep_i):
             return block(*carry, *streams, keep_i)
+
+        if self.remat:  # recompute each block's activations in the backward pass (training memory)
+            body = nnx.remat(body)
+        run = nnx.scan(body, in_axes=(0, nnx.Carry, None, 0), out_axes=nnx.Carry)
 
         carry, start = (vx, ax), 0
         for segment in block_segments(self.transformer_blocks):  # one, unless an FP8 file mixes block kinds
