@@ -148,3 +148,44 @@ def test_tiny_gemma_folder_loads_and_tokenizes_a_caption(tmp_path):
     assert hs.shape == (3, 2, 1024, 64) and np.isfinite(hs).all()
     with pytest.raises(FileExistsError):
         write_tiny_gemma(folder)
+
+
+_TRANSFORMERS_GEMMA = """
+import sys, numpy as np, torch
+from transformers import AutoTokenizer, Gemma3ForCausalLM
+folder, out, prompts = sys.argv[1], sys.argv[2], sys.argv[3:]
+tok = AutoTokenizer.from_pretrained(folder)
+enc = tok([p.strip() for p in prompts], padding="max_length", max_length=1024, truncation=True,
+          return_tensors="pt", padding_side="left")
+model = Gemma3ForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
+with torch.no_grad():
+    hs = model.model(input_ids=enc.input_ids, attention_mask=enc.attention_mask, output_hidden_states=True).hidden_states
+np.savez(out, ids=enc.input_ids.numpy(), mask=enc.attention_mask.numpy(), hs=torch.stack(hs).numpy())
+print(type(tok).__name__)
+"""
+
+
+@pytest.mark.reference
+def test_tiny_gemma_folder_is_a_transformers_gemma3(tmp_path):
+    """transformers (reference env) reads the folder as a Gemma-3 with a fast tokenizer: its token ids and masks
+    equal ours exactly, and its hidden states equal our float32 encoder's within 2e-5 relative (real tokens)."""
+    from conftest import run_ref_python
+
+    from ltx_jax.configs import Runtime
+    from ltx_jax.text_encoder import load_gemma
+    from ltx_jax.world.tokenizer import write_tiny_gemma
+
+    folder = write_tiny_gemma(tmp_path / "gemma", seed=4)
+    prompts = ["a green triangle moves up on a checkered background, mid buzz", "  A Red zebra "]
+    assert run_ref_python(_TRANSFORMERS_GEMMA, str(folder), str(tmp_path / "ref.npz"), *prompts).strip() \
+        == "GemmaTokenizerFast"
+    ref = np.load(tmp_path / "ref.npz")
+    gemma = load_gemma(folder, Runtime(param_dtype="float32", compute_dtype="float32"))
+    ids, mask = gemma.tokenize(prompts)
+    assert np.array_equal(ids, ref["ids"]) and np.array_equal(mask, ref["mask"])
+    hs = np.asarray(gemma.hidden_states(ids, mask))
+    real = mask.astype(bool)
+    assert hs.shape == ref["hs"].shape
+    for layer in range(hs.shape[0]):
+        want = ref["hs"][layer][real]
+        assert np.abs(hs[layer][real] - want).max() <= 2e-5 * np.abs(want).max(), layer
