@@ -173,3 +173,13 @@ def test_no_file_over_the_line_limit():
     long = {str(p.relative_to(ROOT.parent)): n for p in MODULES.values()
             if (n := len(p.read_text().splitlines())) > MAX_LINES}
     assert not long, f"files over {MAX_LINES} lines: {long}"
+
+
+def test_public_api_resolves():
+    """Every name `ltx_jax/__init__.py` lists resolves, and `ltx_jax.restore` works by component name."""
+    import ltx_jax
+    for name in ltx_jax.__all__:
+        assert getattr(ltx_jax, name) is not None, name
+    from ltx_jax.checkpoint.layout import LAYOUT
+    from ltx_jax.checkpoint.loader import _BUILDERS
+    assert set(_BUILDERS) == set(LAYOUT), "a layout entry without a module bound by its model package"

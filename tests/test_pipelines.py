@@ -13,9 +13,9 @@ import pytest
 from ltx_jax.configs import Runtime
 from ltx_jax.parity import Fixture, relative_error
 from ltx_jax.parity.loop import BOUND, recorded_guidance
-from ltx_jax.pipelines import (ImageCondition, MediaError, Request, StageNoise, dev_one_stage, dev_two_stage,
-                               distilled_two_stage, hq_two_stage, load_models, load_noise, preprocess_image, run_stage,
-                               validate)
+from ltx_jax.pipelines import (ImageCondition, MediaError, Request, RunOptions, Stage, StageNoise, dev_one_stage,
+                               dev_two_stage, distilled_two_stage, hq_two_stage, load_models, load_noise,
+                               preprocess_image, run_stage, validate)
 from ltx_jax.sampling.loops import distilled_sampler
 from ltx_jax.sampling.samplers import Prompt, TextContext
 from ltx_jax.types import VideoShapeError
@@ -112,9 +112,9 @@ def test_image_conditioned_stage(loops_models, run, frame_idx, strength):
     key = "keyframe" if run == "keyframe" else "i2v"
     latent = jnp.asarray(np.moveaxis(fx[f"{key}.in.image_latent"], 1, -1))
     cond = ImageCondition(np.zeros((8, 8, 3), np.uint8), frame_idx=frame_idx, strength=strength)
-    out = run_stage(models.dit, distilled_sampler(1), Prompt(_loops_prompt(fx).positive), frames=17, height=128,
-                    width=128, fps=24.0, channels=16, audio_channels=128, images=[cond], encoded=[latent],
-                    noise=_noise(fx, run), record=True)
+    stage = Stage(frames=17, height=128, width=128, fps=24.0, channels=16, audio_channels=128, images=[cond],
+                  encoded=[latent], noise=_noise(fx, run))
+    out = run_stage(models.dit, distilled_sampler(1), Prompt(_loops_prompt(fx).positive), stage, RunOptions(record=True))
     assert relative_error(_official(out.video), fx[f"{run}.out.video_latent"]) <= BOUND
     assert relative_error(np.asarray(out.audio), fx[f"{run}.out.audio_tokens"]) <= BOUND
     if strength == 1.0 and frame_idx == 0:  # the conditioned frame comes out as the image latent
@@ -212,9 +212,9 @@ def test_conditioning_latent_of_the_wrong_size_is_named(loops_models):
     fx, models = loops_models
     cond = ImageCondition(np.zeros((8, 8, 3), np.uint8), frame_idx=16)
     with pytest.raises(ValueError, match="does not match the video"):
-        run_stage(models.dit, distilled_sampler(1), Prompt(_loops_prompt(fx).positive), frames=17, height=128,
-                  width=128, fps=24.0, channels=16, audio_channels=128, images=[cond],
-                  encoded=[jnp.zeros((1, 1, 8, 8, 16))], key=__import__("jax").random.key(0))
+        run_stage(models.dit, distilled_sampler(1), Prompt(_loops_prompt(fx).positive),
+                  Stage(frames=17, height=128, width=128, fps=24.0, channels=16, audio_channels=128, images=[cond],
+                        encoded=[jnp.zeros((1, 1, 8, 8, 16))], key=__import__("jax").random.key(0)))
 
 
 def test_prompt_files(tmp_path):
@@ -261,6 +261,7 @@ def test_video_positions_take_the_model_dtype_as_ltx_core_1_0(monkeypatch, float
 
     monkeypatch.setattr(stages, "initial_state", capture)
     with pytest.raises(RuntimeError, match="captured"):
-        stages.run_stage(None, None, None, frames=9, height=64, width=64, fps=24.0, channels=16, audio_channels=128,
-                         key=jax.random.key(0), dtype=jnp.bfloat16, float32_positions=float32_positions)
+        stages.run_stage(None, None, None, Stage(frames=9, height=64, width=64, fps=24.0, channels=16,
+                                                 audio_channels=128, key=jax.random.key(0), dtype=jnp.bfloat16,
+                                                 float32_positions=float32_positions))
     assert seen["dtype"] == expected

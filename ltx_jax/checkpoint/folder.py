@@ -25,7 +25,6 @@ Counterpart: none in ltx_core (it always reads the original safetensors file).
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import json
 import os
 import shutil
@@ -38,12 +37,7 @@ from typing import Any
 import numpy as np
 import orbax.checkpoint as ocp
 import tensorstore as ts
-from orbax.checkpoint._src.futures import future as ocp_future
-from orbax.checkpoint._src.serialization import ocdbt_utils
-from orbax.checkpoint._src.serialization import tensorstore_utils as ts_utils
-from orbax.checkpoint._src.serialization import type_handler_registry as ocp_registry
-from orbax.checkpoint._src.serialization import type_handlers as ocp_handlers
-from orbax.checkpoint._src.serialization import types as ocp_types
+from orbax.checkpoint import type_handlers as ocp_handlers
 
 from ltx_jax.checkpoint.source import Index, Source, TensorSpec, iter_row_blocks, normalize_index
 
@@ -91,10 +85,10 @@ class _LazyTensorHandler(ocp_handlers.NumpyHandler):
         spec = value.spec
         blocks = list(iter_row_blocks(spec, self.block_bytes))
         write_shape = tuple(s.stop - s.start for s in blocks[0]) if spec.shape else ()
-        tspec = ts_utils.build_array_write_spec(
-            info=info, arg=arg, global_shape=spec.shape, local_shape=write_shape, dtype=spec.dtype,
-            use_ocdbt=info.is_ocdbt_checkpoint,
-            process_index=ocdbt_utils.get_process_index_for_subdir(use_ocdbt=info.is_ocdbt_checkpoint)).json
+        tspec = ocp_handlers.get_json_tspec_write(
+            info, use_ocdbt=info.is_ocdbt_checkpoint, global_shape=spec.shape, local_shape=write_shape,
+            dtype=spec.dtype, process_index=ocp.multihost.process_index() if info.is_ocdbt_checkpoint else None,
+            arg=arg)
         store = await ts.open(ts.Spec(tspec), create=True, open=True, context=context)
         for index in blocks:
             block = np.require(value.read(index), requirements="C")
@@ -104,8 +98,6 @@ class _LazyTensorHandler(ocp_handlers.NumpyHandler):
             # The block is not touched again, so tensorstore may encode straight from it (no extra copy).
             await store[index].write(block, can_reference_source_data_indefinitely=True)
             del block
-        if spec.nbytes >= self.block_bytes:
-            _trim_heap()
         if self.progress is not None:
             self.progress(value.key, spec.nbytes)
 
@@ -132,26 +124,9 @@ class _LazyTensorHandler(ocp_handlers.NumpyHandler):
             await task
 
     async def serialize(self, values, infos, args=None):
-        args = args or [ocp_types.SaveArgs()] * len(values)
-        return [ocp_future.CommitFutureAwaitingContractedSignals(self._write_all(values, infos, args),
+        args = args or [ocp.SaveArgs()] * len(values)
+        return [ocp.future.CommitFutureAwaitingContractedSignals(self._write_all(values, infos, args),
                                                                  name="ltx_lazy_tensors")]
-
-
-def _trim_heap() -> None:
-    """Give freed heap pages back to the OS (glibc keeps the blocks of large tensors otherwise, and RSS creeps
-    up to several times the largest tensor over a long conversion). No-op where there is no glibc."""
-    global _LIBC
-    if _LIBC is None:
-        try:
-            _LIBC = ctypes.CDLL("libc.so.6")
-            _LIBC.malloc_trim.argtypes = [ctypes.c_size_t]
-        except (OSError, AttributeError):
-            _LIBC = False
-    if _LIBC:
-        _LIBC.malloc_trim(0)
-
-
-_LIBC = None
 
 
 def _write_json(path: Path, obj: Any) -> None:
@@ -206,12 +181,12 @@ def write_checkpoint(out: str | os.PathLike, tensors: Sequence[LazyTensor], conf
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:
-        registry = ocp_registry.create_type_handler_registry(
-            *ocp_registry._DEFAULT_TYPE_HANDLERS, (LazyTensor, _LazyTensorHandler(block_bytes, progress)))
+        # Every leaf is a LazyTensor, so the registry needs no other handler.
+        registry = ocp_handlers.create_type_handler_registry((LazyTensor, _LazyTensorHandler(block_bytes, progress)))
         handler = ocp.PyTreeCheckpointHandler(use_ocdbt=True, use_zarr3=True, use_compression=False,
                                               type_handler_registry=registry)
         tree = {t.key: t for t in tensors}
-        save_args = {t.key: ocp_types.SaveArgs(chunk_byte_size=chunk_bytes) for t in tensors}
+        save_args = {t.key: ocp.SaveArgs(chunk_byte_size=chunk_bytes) for t in tensors}
         with ocp.Checkpointer(handler) as checkpointer:
             checkpointer.save(tmp / WEIGHTS, args=ocp.args.PyTreeSave(tree, save_args=save_args))
         order = sorted(tensors, key=lambda t: t.order)
@@ -298,10 +273,10 @@ class CheckpointSource(Source):
         with self._lock:
             store = self._stores.get(key)
             if store is None:
-                kvstore = ts_utils.build_kvstore_tspec((self.path / WEIGHTS).as_posix(), name=key, use_ocdbt=True)
-                kvstore.pop("cache_pool", None)
-                store = ts.open({"driver": "zarr3", "kvstore": kvstore}, open=True, read=True,
-                                context=self._context).result()
+                info = ocp_handlers.ParamInfo(name=key, parent_dir=self.path / WEIGHTS, is_ocdbt_checkpoint=True,
+                                              use_zarr3=True, ts_context=self._context)
+                tspec = ocp_handlers.get_json_tspec_read(info, use_ocdbt=True)
+                store = ts.open(tspec, open=True, read=True, context=self._context).result()
                 self._stores[key] = store
             return store
 
@@ -310,10 +285,7 @@ class CheckpointSource(Source):
         if spec is None:
             raise KeyError(f"{self.name}: no tensor {key!r}")
         index = normalize_index(index, spec.shape)
-        out = np.asarray(self._store(key)[index].read().result(), dtype=spec.dtype)
-        if out.nbytes >= BLOCK_BYTES:
-            _trim_heap()  # the previous large read's buffers
-        return out
+        return np.asarray(self._store(key)[index].read().result(), dtype=spec.dtype)
 
 
 def open_checkpoint(path: str | os.PathLike) -> CheckpointSource:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ltx_jax.checkpoint import schema as S
-from ltx_jax.checkpoint.layout import file_group
+from ltx_jax.checkpoint.layout import file_group, mismatch
 from ltx_jax.checkpoint.safetensors_file import SafetensorsFile
 from ltx_jax.configs import ConfigError, LTXConfig, from_metadata, upsampler_from_metadata
 
@@ -123,8 +123,7 @@ def _layout_check(f: SafetensorsFile, cfg: LTXConfig, present: set[str]) -> list
     for component, expected in S.checkpoint_schema(cfg).items():
         if component not in present:
             continue
-        missing = [k for k in expected if k not in f.infos]
-        wrong = [k for k, s in expected.items() if k in f.infos and f.infos[k].shape != s]
+        missing, _, wrong = mismatch(expected, {k: i.shape for k, i in f.infos.items()})
         if missing:
             problems.append(f"{component}: {len(missing)} key(s) missing, e.g. {missing[:3]}")
         if wrong:

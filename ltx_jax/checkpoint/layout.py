@@ -33,9 +33,9 @@ from ltx_jax.checkpoint.errors import LoadError
 from ltx_jax.checkpoint.source import Source
 from ltx_jax.checkpoint.tae_layout import tae_config_from_shapes
 
-__all__ = ["LoadError", "Component", "LAYOUT", "FILE_GROUPS", "file_group", "module_keys", "file_keys", "expected_keys", "match",
-           "read_ltx_config", "TRANSFORMER_PREFIX", "CONNECTOR_PREFIXES", "TEXT_PROJECTION_PREFIX", "VAE_PREFIX",
-           "VAE_STATISTICS_PREFIX", "AUDIO_VAE_PREFIX", "VOCODER_PREFIX"]
+__all__ = ["LoadError", "Component", "LAYOUT", "FILE_GROUPS", "file_group", "module_keys", "file_keys",
+           "expected_keys", "mismatch", "match", "read_ltx_config", "TRANSFORMER_PREFIX", "CONNECTOR_PREFIXES",
+           "TEXT_PROJECTION_PREFIX", "VAE_PREFIX", "VAE_STATISTICS_PREFIX", "AUDIO_VAE_PREFIX", "VOCODER_PREFIX"]
 
 TRANSFORMER_PREFIX = "model.diffusion_model."
 CONNECTOR_PREFIXES = {"video": "model.diffusion_model.video_embeddings_connector.",
@@ -111,7 +111,8 @@ class Component:
     def owns_key(self, key: str) -> bool:
         if key in self.owned_keys:
             return True
-        return (self.owns is None or key.startswith(self.owns)) and not (self.excluded and key.startswith(self.excluded))
+        owned = self.owns is None or key.startswith(self.owns)
+        return owned and not (self.excluded and key.startswith(self.excluded))
 
 
 def _to_official(name: str) -> str:
@@ -152,6 +153,15 @@ def _listing(label: str, items: Sequence[str]) -> str:
     return f"{len(items)} {label}: " + ", ".join(items[:8]) + (" ..." if len(items) > 8 else "")
 
 
+def mismatch(expected: Mapping[str, tuple[int, ...]], available: Mapping[str, tuple[int, ...]],
+             extra_ok: Callable[[str], bool] = lambda k: False) -> tuple[list[str], list[str], list[str]]:
+    """(missing, unexpected, wrong-shape) keys of `available` against `expected` ({key: shape} both)."""
+    missing = [k for k in expected if k not in available]
+    wrong = [k for k, s in expected.items() if k in available and tuple(available[k]) != tuple(s)]
+    unexpected = sorted(k for k in available if k not in expected and not extra_ok(k))
+    return missing, unexpected, wrong
+
+
 def match(name: str, what: str, expected: Mapping[str, tuple[int, ...]], available: Mapping[str, tuple[int, ...]],
           extra_ok: Callable[[str], bool] = lambda k: False, error: type[Exception] = LoadError) -> None:
     """The one strict matcher: every expected key present with its shape, and no other key (unless `extra_ok`).
@@ -159,10 +169,8 @@ def match(name: str, what: str, expected: Mapping[str, tuple[int, ...]], availab
     Raises:
         `error` (LoadError): naming the missing, unexpected and mis-shaped keys, with `name` and `what`.
     """
-    missing = [k for k in expected if k not in available]
-    wrong = [f"{k}: file {tuple(available[k])}, model {tuple(s)}" for k, s in expected.items()
-             if k in available and tuple(available[k]) != tuple(s)]
-    unexpected = sorted(k for k in available if k not in expected and not extra_ok(k))
+    missing, unexpected, wrong = mismatch(expected, available, extra_ok)
+    wrong = [f"{k}: file {tuple(available[k])}, model {tuple(expected[k])}" for k in wrong]
     parts = [_listing(label, items) for label, items in (("missing", missing), ("unexpected", unexpected),
                                                          ("wrong shape", wrong)) if items]
     if parts:

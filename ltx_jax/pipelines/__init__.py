@@ -6,6 +6,7 @@
     frames = out.frames_uint8()  # [F, H, W, 3]
 
   media       ImageCondition, the official image preprocessing (CRF round trip via optional PyAV), PNG/npz/mp4
+  options     RunOptions (how a pipeline runs: steps, guidance, noise, tiling, callbacks, rules, ...), Stage
   stages      Models / load_models, load_prompt, load_noise, encode_images, run_stage (one denoising stage)
   generation  Request, Generation, distilled_two_stage, dev_two_stage, dev_one_stage, hq_two_stage
 """
@@ -14,10 +15,11 @@ from ltx_jax.pipelines.generation import (PIPELINES, Generation, Request, dev_on
                                           distilled_two_stage, hq_two_stage)
 from ltx_jax.pipelines.media import (DEFAULT_IMAGE_CRF, ImageCondition, MediaError, crf_round_trip, load_image,
                                      preprocess_image, resize_and_center_crop, write_frames, write_png)
+from ltx_jax.pipelines.options import RunOptions, Stage
 from ltx_jax.pipelines.stages import (NOISE_KEYS, Models, StageNoise, StageOutput, encode_images, load_models,
                                       load_noise, load_prompt, run_stage)
 
-__all__ = ["Request", "Generation", "PIPELINES", "validate", "distilled_two_stage", "dev_two_stage", "dev_one_stage",
-           "hq_two_stage", "ImageCondition", "MediaError", "DEFAULT_IMAGE_CRF", "crf_round_trip", "load_image",
+__all__ = ["Request", "RunOptions", "Stage", "Generation", "PIPELINES", "validate", "distilled_two_stage",
+           "dev_two_stage", "dev_one_stage", "hq_two_stage", "ImageCondition", "MediaError", "DEFAULT_IMAGE_CRF", "crf_round_trip", "load_image",
            "preprocess_image", "resize_and_center_crop", "write_frames", "write_png", "Models", "StageNoise",
            "StageOutput", "NOISE_KEYS", "encode_images", "load_models", "load_noise", "load_prompt", "run_stage"]

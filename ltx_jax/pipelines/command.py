@@ -58,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
     from ltx_jax.configs import Runtime
     from ltx_jax.pipelines.generation import PIPELINES, Request, validate
     from ltx_jax.pipelines.media import ImageCondition, MediaError, load_image, write_frames
+    from ltx_jax.pipelines.options import RunOptions
     from ltx_jax.pipelines.stages import load_models, load_noise, load_prompt
     from ltx_jax.sampling.loops import Callbacks
     from ltx_jax.types import VideoShapeError
@@ -101,9 +102,9 @@ def run(args: argparse.Namespace) -> int:
                 print(f"  step {step + 1}/{total} sigma {sigma:.4f}", file=sys.stderr)
 
         t_load = time.perf_counter()
-        out = PIPELINES[args.pipeline](models, prompt, request, noise=noise, decode_noise=decode_noise,
-                                       temporal_upscale=args.temporal_upscale, tiling=tiling,
-                                       callbacks=Callbacks(progress=progress), **kwargs)
+        options = RunOptions(noise=noise, decode_noise=decode_noise, temporal_upscale=args.temporal_upscale,
+                             tiling=tiling, callbacks=Callbacks(progress=progress), **kwargs)
+        out = PIPELINES[args.pipeline](models, prompt, request, options)
         frames = out.frames_uint8()
         t_run = time.perf_counter()
         fps = args.fps * (2 if args.temporal_upscale else 1)

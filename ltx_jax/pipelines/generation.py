@@ -11,8 +11,8 @@ re-noised likewise, then the decode. Optionally the temporal x2 upsampler double
 final latent before the decode (F' -> 2F' - 1; no extra denoising, not part of the 1.0.0 pipelines).
 
 Randomness: one `jax.random.key(seed)` split per use (stage noises, res_2s SDE noise, decoder noise); it
-cannot equal torch's generator. To replay another implementation's run, pass its draws (`noise=`,
-`decode_noise=`; `stages.load_noise` reads them, also straight from a reference fixture).
+cannot equal torch's generator. To replay another implementation's run, pass its draws (`RunOptions.noise`,
+`.decode_noise`; `stages.load_noise` reads them, also straight from a reference fixture).
 """
 
 from __future__ import annotations
@@ -24,16 +24,16 @@ import numpy as np
 from flax import nnx
 
 from ltx_jax.pipelines.media import ImageCondition
-from ltx_jax.pipelines.stages import Models, StageNoise, StageOutput, encode_images, run_stage
+from ltx_jax.pipelines.options import RunOptions, Stage
+from ltx_jax.pipelines.stages import Models, StageOutput, encode_images, run_stage
 from ltx_jax.sampling import (DISTILLED_STAGE2_SIGMAS, LTX_2_3_HQ_DEFAULTS, GuiderParams, defaults_for_version,
                               latent_grid)
-from ltx_jax.sampling.loops import Callbacks, Sampler, dev_sampler, distilled_sampler, res2s_sampler
+from ltx_jax.sampling.loops import Sampler, dev_sampler, distilled_sampler, res2s_sampler
 from ltx_jax.sampling.samplers import Prompt
-from ltx_jax.sharding import ShardingRules
 from ltx_jax.types import VideoShapeError
 
-__all__ = ["Request", "Generation", "validate", "distilled_two_stage", "dev_two_stage", "dev_one_stage", "hq_two_stage",
-           "PIPELINES"]
+__all__ = ["Request", "RunOptions", "Generation", "validate", "distilled_two_stage", "dev_two_stage", "dev_one_stage",
+           "hq_two_stage", "PIPELINES"]
 
 
 @dataclass(frozen=True)
@@ -100,11 +100,12 @@ def validate(pipeline: str, request: Request, *, upscale: float = 2.0, steps: in
         raise ValueError(f"steps must be an integer >= 1; got {steps!r}")
 
 
-def _stage_args(models: Models, request: Request, **kwargs) -> dict:
-    """The `run_stage` arguments every stage of a request shares (size-independent)."""
+def _stage(models: Models, request: Request, height: int, width: int, **kwargs) -> Stage:
+    """A stage of this request at `height` x `width`: the request's frames, fps, images (encoded at this size)."""
     cfg = models.config
-    return dict(frames=request.frames, fps=request.fps, channels=cfg.in_channels, dtype=models.dtype,
-                audio_channels=cfg.audio_in_channels, float32_positions=request.float32_positions, **kwargs)
+    return Stage(frames=request.frames, height=height, width=width, fps=request.fps, channels=cfg.in_channels,
+                 audio_channels=cfg.audio_in_channels, dtype=models.dtype, float32_positions=request.float32_positions,
+                 images=request.images, encoded=encode_images(models, request.images, height, width), **kwargs)
 
 
 def _keys(seed: int) -> dict[str, jax.Array]:
@@ -126,80 +127,76 @@ def _upsample(upsampler, statistics, latent: jax.Array) -> jax.Array:
     return upsample_video(latent, statistics, upsampler).astype(latent.dtype)
 
 
-def _finish(models: Models, stages: list[StageOutput], *, decode: bool, decode_noise, key, tiling,
-            temporal_upscale: bool) -> Generation:
+def _finish(models: Models, stages: list[StageOutput], options: RunOptions, key: jax.Array) -> Generation:
     latent = stages[-1].video
-    if temporal_upscale:
+    if options.temporal_upscale:
         if models.temporal_upsampler is None or models.encoder is None:
             raise ValueError("temporal_upscale needs models.temporal_upsampler and models.encoder "
                              "(load_models(temporal_upsampler=...))")
         latent = _upsample(models.temporal_upsampler, models.encoder.per_channel_statistics, latent)
-    video = _decode(models, latent, noise=decode_noise, key=key, tiling=tiling) if decode else None
+    video = (_decode(models, latent, noise=options.decode_noise, key=key, tiling=options.tiling)
+             if options.decode else None)
     return Generation(video=video, latent=latent, audio=stages[-1].audio, stages=stages)
 
 
-def _two_stage(models: Models, prompt: Prompt, request: Request, stage1: Sampler | None, stage2: Sampler, *,
-               dit2, upscale: float, noise, decode_noise, tiling, temporal_upscale, callbacks, rules, record,
-               decode, hq_stage1=None) -> Generation:
+def _two_stage(models: Models, prompt: Prompt, request: Request, stage1: Sampler | None, stage2: Sampler, dit2,
+               options: RunOptions, hq_stage1=None) -> Generation:
     if models.upsampler is None or models.encoder is None:
         raise ValueError("a two-stage pipeline needs models.upsampler and models.encoder")
-    kind = models.upsampler.kind
+    kind, upscale = models.upsampler.kind, options.upscale
     if (upscale == 2.0) != kind.startswith("spatial_x2") or (upscale == 1.5) != kind.startswith("spatial_x1_5"):
         raise ValueError(f"upscale {upscale} does not match the loaded upsampler ({kind})")
-    noise = noise or {}
+    noise = options.noise or {}
     keys = _keys(request.seed)
     h1, w1 = int(request.height / upscale), int(request.width / upscale)
-    common = _stage_args(models, request, callbacks=callbacks, rules=rules, record=record)
     if stage1 is None:  # HQ: the stage-1 schedule depends on the stage-1 token count
         grid = latent_grid(request.frames, h1, w1)
         stage1 = hq_stage1(int(np.prod(grid)))
-    out1 = run_stage(models.dit, stage1, prompt, height=h1, width=w1, images=request.images,
-                     encoded=encode_images(models, request.images, h1, w1), noise=noise.get("stage1"),
-                     key=keys["stage1"], **common)
+    out1 = run_stage(models.dit, stage1, prompt, _stage(models, request, h1, w1, noise=noise.get("stage1"),
+                                                        key=keys["stage1"]), options)
     upsampled = _upsample(models.upsampler, models.encoder.per_channel_statistics, out1.video[:1])
-    out2 = run_stage(dit2, stage2, prompt, height=request.height, width=request.width, images=request.images,
-                     encoded=encode_images(models, request.images, request.height, request.width),
-                     initial_video=upsampled, initial_audio=out1.audio, noise_scale=float(stage2.sigmas[0]),
-                     noise=noise.get("stage2"), key=keys["stage2"], **common)
-    return _finish(models, [out1, out2], decode=decode, decode_noise=decode_noise, key=keys["decode"], tiling=tiling,
-                   temporal_upscale=temporal_upscale)
+    out2 = run_stage(dit2, stage2, prompt, _stage(models, request, request.height, request.width,
+                                                  initial_video=upsampled, initial_audio=out1.audio,
+                                                  noise_scale=float(stage2.sigmas[0]), noise=noise.get("stage2"),
+                                                  key=keys["stage2"]), options)
+    return _finish(models, [out1, out2], options, keys["decode"])
 
 
-def distilled_two_stage(models: Models, prompt: Prompt, request: Request, *,
-                        noise: dict[str, StageNoise] | None = None, decode_noise: np.ndarray | None = None,
-                        upscale: float = 2.0, temporal_upscale: bool = False, tiling=None,
-                        callbacks: Callbacks | None = None, rules: ShardingRules | None = None, record: bool = False,
-                        decode: bool = True) -> Generation:
+def _options(pipeline: str, request: Request, options: RunOptions | None, overrides: dict) -> RunOptions:
+    """`options` with keyword overrides, validated with the request for `pipeline` before any model work."""
+    options = (options or RunOptions()).replace(**overrides)
+    if pipeline == "distilled" and (options.steps, options.video, options.audio) != (None, None, None):
+        raise ValueError("the distilled pipeline has fixed steps (8 + 3) and no guidance: steps / video / audio "
+                         "options do not apply")
+    if pipeline == "dev-one-stage" and options.upscale != 2.0:
+        raise ValueError("dev-one-stage runs at the full size; the upscale option does not apply")
+    validate(pipeline, request, upscale=options.upscale, steps=options.steps)
+    return options
+
+
+def distilled_two_stage(models: Models, prompt: Prompt, request: Request, options: RunOptions | None = None,
+                        **overrides) -> Generation:
     """`DistilledPipeline`: 8 + 3 Euler steps on the distilled model, no guidance.
 
     Args:
         models: `load_models(distilled checkpoint, upsampler=spatial x2 (or x1.5) file)`.
         prompt: positive context (a negative one is unused).
         request: final size: frames 1 + 8k, height / width multiples of 64 (x1.5: of 96).
-        noise: {"stage1" | "stage2": StageNoise} explicit draws (replay); decode_noise: `[B, F', H', W', C]`.
-        upscale: 2 (official) or 1.5 (stage 1 at 2/3 size, x1.5 upsampler).
-        temporal_upscale: double the frame rate of the final latent with `models.temporal_upsampler`.
-        tiling: `video_vae.TilingConfig` for the decode (None: one piece).
-        record: keep every step's inputs and x0 in `Generation.stages[i].record`.
+        options: how to run (`RunOptions`); keyword `overrides` replace its fields (`noise=`, `record=True`, ...).
     """
-    validate("distilled", request, upscale=upscale)
+    options = _options("distilled", request, options, overrides)
     return _two_stage(models, prompt, request, distilled_sampler(1), distilled_sampler(2),
-                      dit2=models.dit_stage2 or models.dit, upscale=upscale, noise=noise, decode_noise=decode_noise,
-                      tiling=tiling, temporal_upscale=temporal_upscale, callbacks=callbacks, rules=rules,
-                      record=record, decode=decode)
+                      models.dit_stage2 or models.dit, options)
 
 
-def _guiders(models: Models, video: GuiderParams | None, audio: GuiderParams | None, steps: int | None):
+def _guiders(models: Models, options: RunOptions):
     d = defaults_for_version(models.model_version)
-    return video or d.video, audio or d.audio, steps if steps is not None else d.num_inference_steps
+    steps = options.steps if options.steps is not None else d.num_inference_steps
+    return options.video or d.video, options.audio or d.audio, steps
 
 
-def dev_two_stage(models: Models, prompt: Prompt, request: Request, *, steps: int | None = None,
-                  video: GuiderParams | None = None, audio: GuiderParams | None = None,
-                  noise: dict[str, StageNoise] | None = None, decode_noise: np.ndarray | None = None,
-                  upscale: float = 2.0, temporal_upscale: bool = False, tiling=None,
-                  callbacks: Callbacks | None = None, rules: ShardingRules | None = None, record: bool = False,
-                  decode: bool = True) -> Generation:
+def dev_two_stage(models: Models, prompt: Prompt, request: Request, options: RunOptions | None = None,
+                  **overrides) -> Generation:
     """`TI2VidTwoStagesPipeline`: guided dev Euler at half size, then 3 distilled steps with the dev model plus
     the distilled LoRA (`models.dit_stage2`, from `load_models(..., stage2_loras=[(lora, 1.0)])`).
 
@@ -209,51 +206,38 @@ def dev_two_stage(models: Models, prompt: Prompt, request: Request, *, steps: in
     if models.dit_stage2 is None:
         raise ValueError("dev_two_stage runs stage 2 with the dev model + distilled LoRA: "
                          "load_models(..., stage2_loras=[(distilled_lora, 1.0)])")
-    validate("dev", request, upscale=upscale, steps=steps)
-    v, a, steps = _guiders(models, video, audio, steps)
-    return _two_stage(models, prompt, request, dev_sampler(steps, v, a), distilled_sampler(2),
-                      dit2=models.dit_stage2, upscale=upscale, noise=noise, decode_noise=decode_noise, tiling=tiling,
-                      temporal_upscale=temporal_upscale, callbacks=callbacks, rules=rules, record=record,
-                      decode=decode)
+    options = _options("dev", request, options, overrides)
+    v, a, steps = _guiders(models, options)
+    return _two_stage(models, prompt, request, dev_sampler(steps, v, a), distilled_sampler(2), models.dit_stage2,
+                      options)
 
 
-def dev_one_stage(models: Models, prompt: Prompt, request: Request, *, steps: int | None = None,
-                  video: GuiderParams | None = None, audio: GuiderParams | None = None,
-                  noise: dict[str, StageNoise] | None = None, decode_noise: np.ndarray | None = None,
-                  temporal_upscale: bool = False, tiling=None, callbacks: Callbacks | None = None,
-                  rules: ShardingRules | None = None, record: bool = False, decode: bool = True) -> Generation:
+def dev_one_stage(models: Models, prompt: Prompt, request: Request, options: RunOptions | None = None,
+                  **overrides) -> Generation:
     """`TI2VidOneStagePipeline`: guided dev Euler at the full size (multiples of 32), then the decode."""
-    validate("dev-one-stage", request, steps=steps)
-    v, a, steps = _guiders(models, video, audio, steps)
+    options = _options("dev-one-stage", request, options, overrides)
+    v, a, steps = _guiders(models, options)
     keys = _keys(request.seed)
-    out = run_stage(models.dit, dev_sampler(steps, v, a), prompt, height=request.height, width=request.width,
-                    images=request.images, encoded=encode_images(models, request.images, request.height, request.width),
-                    noise=(noise or {}).get("stage1"), key=keys["stage1"],
-                    **_stage_args(models, request, callbacks=callbacks, rules=rules, record=record))
-    return _finish(models, [out], decode=decode, decode_noise=decode_noise, key=keys["decode"], tiling=tiling,
-                   temporal_upscale=temporal_upscale)
+    out = run_stage(models.dit, dev_sampler(steps, v, a), prompt,
+                    _stage(models, request, request.height, request.width, noise=(options.noise or {}).get("stage1"),
+                           key=keys["stage1"]), options)
+    return _finish(models, [out], options, keys["decode"])
 
 
-def hq_two_stage(models: Models, prompt: Prompt, request: Request, *, steps: int | None = None,
-                 video: GuiderParams | None = None, audio: GuiderParams | None = None,
-                 noise: dict[str, StageNoise] | None = None, decode_noise: np.ndarray | None = None,
-                 upscale: float = 2.0, temporal_upscale: bool = False, tiling=None,
-                 callbacks: Callbacks | None = None, rules: ShardingRules | None = None, record: bool = False,
-                 decode: bool = True) -> Generation:
+def hq_two_stage(models: Models, prompt: Prompt, request: Request, options: RunOptions | None = None,
+                 **overrides) -> Generation:
     """`TI2VidTwoStagesHQPipeline`: res_2s in both stages; stage 1 guided (HQ defaults: 15 steps, no STG) on
     the schedule of the stage-1 token count, stage 2 unguided on the 3 distilled sigmas.
 
     The official pipeline merges the distilled LoRA at 0.25 into the stage-1 model and at 0.5 into the
     stage-2 one: `load_models(..., loras=[(lora, 0.25)], stage2_loras=[(lora, 0.5)])`.
     """
-    validate("hq", request, upscale=upscale, steps=steps)
+    options = _options("hq", request, options, overrides)
     d = LTX_2_3_HQ_DEFAULTS
-    v, a = video or d.video, audio or d.audio
-    steps = d.num_inference_steps if steps is None else steps
+    v, a = options.video or d.video, options.audio or d.audio
+    steps = d.num_inference_steps if options.steps is None else options.steps
     stage2 = res2s_sampler(3, GuiderParams(), GuiderParams(), sigmas=np.asarray(DISTILLED_STAGE2_SIGMAS, np.float32))
-    return _two_stage(models, prompt, request, None, stage2, dit2=models.dit_stage2 or models.dit, upscale=upscale,
-                      noise=noise, decode_noise=decode_noise, tiling=tiling, temporal_upscale=temporal_upscale,
-                      callbacks=callbacks, rules=rules, record=record, decode=decode,
+    return _two_stage(models, prompt, request, None, stage2, models.dit_stage2 or models.dit, options,
                       hq_stage1=lambda tokens: res2s_sampler(steps, v, a, tokens=tokens))
 
 

@@ -19,16 +19,17 @@ from flax import nnx
 
 from ltx_jax.configs import Runtime
 from ltx_jax.pipelines.media import ImageCondition, preprocess_image
+from ltx_jax.pipelines.options import RunOptions, Stage, StageNoise
 from ltx_jax.sampling import (LatentState, audio_positions, audio_token_count, clear_conditioning,
                               condition_by_keyframe, condition_by_latent_index, initial_noise, initial_state,
                               latent_grid, noise_state, patchify_video, unpatchify_video, video_positions)
-from ltx_jax.sampling.loops import Callbacks, Sampler, sample
+from ltx_jax.sampling.loops import Sampler, sample
 from ltx_jax.sampling.samplers import Prompt, TextContext
 from ltx_jax.sharding import ShardingRules
 from ltx_jax.types import VideoLatentShape
 
 __all__ = ["Models", "load_models", "load_prompt", "StageNoise", "load_noise", "encode_images", "run_stage",
-           "StageOutput", "NOISE_KEYS"]
+           "StageOutput", "NOISE_KEYS", "Stage", "RunOptions"]
 
 # Keys of a noise file (ltx-jax layouts: tokens [B, T, C], decoder noise [B, F', H', W', C]); a main
 # reference fixture's `fixtures.npz` is accepted too (its `loop.*` arrays, official decoder layout).
@@ -147,16 +148,6 @@ def load_prompt(path: str | os.PathLike, text: tuple[nnx.GraphDef, nnx.State] | 
     return Prompt(positive, context("negative_"))
 
 
-@dataclass(frozen=True)
-class StageNoise:
-    """Explicit noise of one stage: the noiser's draws (token layout `[B, T, C]`, video then audio) and, for
-    res_2s, the normalized SDE draws `(video [N, 2, B, Tv, C], audio [N, 2, B, Ta, Ca])` (sub-step, step)."""
-
-    video: np.ndarray
-    audio: np.ndarray
-    sde: tuple[np.ndarray, np.ndarray] | None = None
-
-
 def load_noise(path: str | os.PathLike) -> tuple[dict[str, StageNoise], np.ndarray | None]:
     """({"stage1": StageNoise, "stage2": ...}, decoder noise `[B, F', H', W', C]` or None) from a noise file
     (keys `NOISE_KEYS`) or a reference fixture's `fixtures.npz` (`loop.<stage>.<stream>.noise`, `loop.decode.noise`)."""
@@ -197,57 +188,50 @@ class StageOutput:
     record: dict | None = None
 
 
-def run_stage(dit: tuple[nnx.GraphDef, nnx.State], sampler: Sampler, prompt: Prompt, *, frames: int, height: int,
-              width: int, fps: float, channels: int, audio_channels: int, images: Sequence[ImageCondition] = (),
-              encoded: Sequence[jax.Array] = (), initial_video: jax.Array | None = None,
-              initial_audio: jax.Array | None = None, noise_scale: float = 1.0, noise: StageNoise | None = None,
-              key: jax.Array | None = None, callbacks: Callbacks | None = None, rules: ShardingRules | None = None,
-              record: bool = False, dtype=jnp.float32, float32_positions: bool = False) -> StageOutput:
+def run_stage(dit: tuple[nnx.GraphDef, nnx.State], sampler: Sampler, prompt: Prompt, stage: Stage,
+              options: RunOptions = RunOptions()) -> StageOutput:
     """`denoise_audio_video`: initial state, conditionings, noising, the loop, `clear_conditioning`, unpatchify.
 
-    Args:
-        frames, height, width, fps: this stage's pixel size (checked: 1 + 8k frames, multiples of 32).
-        images, encoded: the conditioning images and their latents from `encode_images` at this size.
-        initial_video: `[1, F', H', W', C]` (e.g. the upsampled stage-1 latent); initial_audio: `[1, T, Ca]`.
-        noise_scale: the noiser's scale (1 for a first stage, the first sigma for a second stage).
-        noise: explicit draws (replay); else `key` draws video then audio.
-        dtype: of the latents, noise and loop state (the official pipelines: the model dtype).
-        float32_positions: keep video positions float32. By default they take `dtype`, as ltx-core 1.0.0's
-            `VideoLatentTools` casts them to the model dtype: in a bf16 run the RoPE then sees bf16 time
-            coordinates, which moves the official bf16 output ~14 % (relative L2) away from its own float32
-            output on the tiny models; later ltx-core versions keep them float32. Audio positions are float32
-            in both, and appended keyframe positions (float32) promote the concatenation to float32, as in torch.
+    `stage` gives the size and starting point (see `Stage`); of `options` only `callbacks`, `rules` and
+    `record` apply to one stage. Video positions take `stage.dtype` unless `stage.float32_positions`, as
+    ltx-core 1.0.0's `VideoLatentTools` casts them to the model dtype: in a bf16 run the RoPE then sees bf16
+    time coordinates, which moves the official bf16 output ~14 % (relative L2) away from its own float32
+    output on the tiny models; later ltx-core versions keep them float32. Audio positions are float32 in
+    both, and appended keyframe positions (float32) promote the concatenation to float32, as in torch.
     """
-    grid = latent_grid(frames, height, width)
+    st, dtype, key, noise = stage, stage.dtype, stage.key, stage.noise
+    frames, fps, channels = st.frames, st.fps, st.channels
+    grid = latent_grid(frames, st.height, st.width)
     shape = VideoLatentShape(1, *grid, channels)
-    init_v = None if initial_video is None else patchify_video(jnp.asarray(initial_video, dtype))
-    positions = jnp.asarray(video_positions(*grid, fps=fps), jnp.float32 if float32_positions else dtype)
+    init_v = None if st.initial_video is None else patchify_video(jnp.asarray(st.initial_video, dtype))
+    positions = jnp.asarray(video_positions(*grid, fps=fps), jnp.float32 if st.float32_positions else dtype)
     video = initial_state(positions, init_v, channels=channels, dtype=dtype)
-    for img, lat in zip(images, encoded, strict=True):
+    for img, lat in zip(st.images, st.encoded, strict=True):
         if img.frame_idx == 0:
             video = condition_by_latent_index(video, lat, shape=shape, latent_idx=0, strength=img.strength)
         else:
             video = condition_by_keyframe(video, lat, shape=shape, frame_idx=int(img.frame_idx),
                                           strength=img.strength, fps=fps, attention_strength=img.attention_strength)
     tokens = audio_token_count(frames, fps)
-    init_a = None if initial_audio is None else jnp.asarray(initial_audio, dtype)
+    init_a = None if st.initial_audio is None else jnp.asarray(st.initial_audio, dtype)
     if init_a is not None and init_a.shape[1] != tokens:
         raise ValueError(f"initial audio has {init_a.shape[1]} tokens; this stage has {tokens}")
-    audio = initial_state(audio_positions(tokens), init_a, channels=audio_channels, dtype=dtype)
+    audio = initial_state(audio_positions(tokens), init_a, channels=st.audio_channels, dtype=dtype)
     if noise is None:
         if key is None:
-            raise ValueError("run_stage needs noise= (explicit draws) or key=")
+            raise ValueError("run_stage needs Stage.noise (explicit draws) or Stage.key")
         nv, na = initial_noise(key, video.latent.shape, audio.latent.shape, video.latent.dtype)
     else:
         nv, na = jnp.asarray(noise.video, dtype), jnp.asarray(noise.audio, dtype)
-        for name, n, st in (("video", nv, video), ("audio", na, audio)):
-            if n.shape != st.latent.shape:
-                raise ValueError(f"{name} noise has shape {n.shape}; this stage's state is {st.latent.shape}")
-    video, audio = noise_state(video, nv, noise_scale), noise_state(audio, na, noise_scale)
+        for name, n, state in (("video", nv, video), ("audio", na, audio)):
+            if n.shape != state.latent.shape:
+                raise ValueError(f"{name} noise has shape {n.shape}; this stage's state is {state.latent.shape}")
+    video, audio = noise_state(video, nv, st.noise_scale), noise_state(audio, na, st.noise_scale)
     sde = None if noise is None else noise.sde
-    res = sample(dit, sampler, video, audio, prompt, callbacks=callbacks, grid_tokens=shape.token_count,
+    rules = options.rules
+    res = sample(dit, sampler, video, audio, prompt, callbacks=options.callbacks, grid_tokens=shape.token_count,
                  key=None if key is None or sde is not None else jax.random.fold_in(key, 7), sde_noise=sde,
-                 rules=rules, record=record)
+                 rules=rules, record=options.record)
     cleared: LatentState = clear_conditioning(res.video, shape.token_count)
     video_out, audio_out = unpatchify_video(cleared.latent, shape), res.audio.latent
     if rules is not None:  # only the loop runs on the mesh; the VAE and upsamplers live on the default device
