@@ -32,7 +32,12 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from ltx_jax.world.dataset import WorldSpec, write_dataset
 
+    from pathlib import Path
+
     start = time.perf_counter()
+    if args.gemma and Path(args.gemma).exists():  # checked first, so a refused run writes nothing
+        print(f"error: {args.gemma}: already exists; choose another folder for the tiny Gemma", file=sys.stderr)
+        return 2
     try:
         spec = WorldSpec(seed=args.seed, clips=args.clips, frames=args.frames, height=args.height,
                          width=args.width, fps=args.fps)
