@@ -58,7 +58,8 @@ def test_frames_and_audio_follow_the_scene(i):
     for f, t in ((0, 0.0), (8, 1.0)):
         img = frames[f].astype(np.float64)
         grey = img.min(-1)  # where a = coverage: img = grey_bg (1 - a) + rgb a, per channel
-        a = (img[..., 0] - img[..., 2]) / (rgb[0] - rgb[2]) if rgb[0] != rgb[2] else (img[..., 1] - img[..., 2]) / (rgb[1] - rgb[2])
+        hi, lo = int(np.argmax(rgb)), int(np.argmin(rgb))  # channel difference of an achromatic bg is 0
+        a = (img[..., hi] - img[..., lo]) / (rgb[hi] - rgb[lo])
         a = np.clip(a, 0, 1)
         assert set(np.unique(grey[a == 0]).tolist()) <= set(float(v) for v in bg["levels"])
         assert abs(a.sum() - area) < 0.01 * area + 2
@@ -160,7 +161,8 @@ enc = tok([p.strip() for p in prompts], padding="max_length", max_length=1024, t
           return_tensors="pt", padding_side="left")
 model = Gemma3ForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
 with torch.no_grad():
-    hs = model.model(input_ids=enc.input_ids, attention_mask=enc.attention_mask, output_hidden_states=True).hidden_states
+    hs = model.model(input_ids=enc.input_ids, attention_mask=enc.attention_mask,
+                     output_hidden_states=True).hidden_states
 np.savez(out, ids=enc.input_ids.numpy(), mask=enc.attention_mask.numpy(), hs=torch.stack(hs).numpy())
 print(type(tok).__name__)
 """
