@@ -3,8 +3,10 @@ dominant pitch and kind, each as a grammar word (plus the raw measurements).
 
 No ltx_core counterpart (issue 17: judges generated clips). Pure numpy; works on decoded mp4 frames.
 - The object is the saturated part of the frame (backgrounds are achromatic): per pixel s = max(RGB) - min(RGB).
-- colour: the named colour nearest (RGB distance) to the median RGB of pixels with s > 60 over all frames.
-- coverage a = clip(s / s_colour, 0, 1) per frame; centroid = a-weighted mean position; bounding box of a > 0.5.
+- object pixels: s > max(60, half the 99.5th percentile of s) (so a noisy background stays out).
+- colour: the named colour nearest (RGB distance) to the median RGB of the object pixels over all frames.
+- coverage a = clip((s - median s) / (s_colour - median s), 0, 1) per frame, zero outside the object pixels' box
+  (2 px margin); centroid = a-weighted mean position; bounding box of a > 0.5.
 - shape (median over frames): the triangle's centroid sits 1/6 of the box height below the box centre, circle's
   and square's at it; the fill sum(a) / (max column sum * max row sum), blur-robust, is pi/4 for a circle, 1 for a
   square (1/2 for the triangle).
@@ -36,7 +38,8 @@ def analyze_frames(frames: np.ndarray, g: Grammar | None = None) -> dict:
     if frames.ndim != 4 or frames.shape[-1] != 3:
         raise ValueError(f"frames must be [F, H, W, 3]; got {frames.shape}")
     sat = _saturation(frames)
-    mask = sat > SATURATION_THRESHOLD
+    threshold = max(SATURATION_THRESHOLD, 0.5 * float(np.percentile(sat, 99.5)))  # above a noisy background
+    mask = sat > threshold
     out: dict = {"colour": None, "shape": None, "direction": None, "object_pixels": int(mask.sum())}
     if not mask.any():
         return out
@@ -46,11 +49,18 @@ def analyze_frames(frames: np.ndarray, g: Grammar | None = None) -> dict:
     out["colour"] = names[int(np.argmin(((table - rgb) ** 2).sum(-1)))]
     out["rgb"] = [float(v) for v in rgb]
     full = float(np.ptp(table[names.index(out["colour"])]))
-    cov = np.clip(sat / full, 0.0, 1.0)
     h, w = frames.shape[1:3]
     ys, xs = np.arange(h, dtype=np.float64) + 0.5, np.arange(w, dtype=np.float64) + 0.5
     centroids, fills, offsets = [], [], []
-    for a in cov:
+    for s, m in zip(sat, mask):
+        if m.sum() < 4:
+            continue
+        floor = float(np.median(s))  # the background's saturation (noise), most of the frame
+        a = np.clip((s - floor) / max(full - floor, 1.0), 0.0, 1.0)
+        rows, cols = np.flatnonzero(m.any(1)), np.flatnonzero(m.any(0))  # the object's box, 2 px margin
+        keep = np.zeros_like(a)
+        keep[max(rows[0] - 2, 0):rows[-1] + 3, max(cols[0] - 2, 0):cols[-1] + 3] = 1
+        a = a * keep
         total = float(a.sum())
         inside = a > 0.5
         if total < 4 or not inside.any():
@@ -58,11 +68,10 @@ def analyze_frames(frames: np.ndarray, g: Grammar | None = None) -> dict:
         cy = float((a.sum(1) * ys).sum() / total)
         cx = float((a.sum(0) * xs).sum() / total)
         rows, cols = np.flatnonzero(inside.any(1)), np.flatnonzero(inside.any(0))
-        top, bottom, left, right = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
-        box_h, box_w = bottom - top, right - left
+        top, bottom = rows[0], rows[-1] + 1
         centroids.append((cx, cy))
         fills.append(total / (float(a.sum(0).max()) * float(a.sum(1).max())))
-        offsets.append((cy - (top + bottom) / 2) / box_h)
+        offsets.append((cy - (top + bottom) / 2) / (bottom - top))
     if not centroids:
         return out
     fill, offset = float(np.median(fills)), float(np.median(offsets))
