@@ -23,7 +23,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
                 "ltx_jax.audio_vae", "ltx_jax.text_encoder")),
     ("sampling math", ("ltx_jax.sampling",)),
     ("denoising loops", ("ltx_jax.sampling.loops", "ltx_jax.sampling.samplers")),
-    ("pipelines, training", ("ltx_jax.pipelines", "ltx_jax.training")),
+    ("pipelines, training, world", ("ltx_jax.pipelines", "ltx_jax.training", "ltx_jax.world")),
     ("command line, public API", ("ltx_jax.cli", "ltx_jax")),
 ]
 LEAVES = ("ltx_jax.parity",)  # test support: may import anything, imported by nothing in the library
