@@ -63,7 +63,7 @@ _VOCODER_MID = ("conv_post_out", "waveform_16k", "waveform_16k_padded", "bwe_res
 
 
 def _run(fx: Fixture) -> Iterator[tuple[str, np.ndarray, float]]:
-    from ltx_jax.audio_vae import encode_audio
+    from ltx_jax.audio_vae import encode_audio, tokens_to_latent
 
     modules = load(fx)
     graphdefs, states = zip(*(nnx.split(m) for m in modules))
@@ -72,6 +72,9 @@ def _run(fx: Fixture) -> Iterator[tuple[str, np.ndarray, float]]:
         if "audio_decode.in.latent" + sfx not in fx:
             continue
         latent = jnp.asarray(fx["audio_decode.in.latent" + sfx])
+        if "audio_decode.in.tokens" + sfx in fx:  # the pipeline's unpatchify, ours: bit for bit, then decoded
+            latent = tokens_to_latent(jnp.asarray(fx["audio_decode.in.tokens" + sfx]), latent.shape[1])
+            yield "audio_decode.in.latent" + sfx, np.asarray(latent), 0.0
         mel_name = next((n for n in ("vocoder.in.mel", "audio_encode.in.mel") if n + sfx in fx), None)
         mel = jnp.asarray(fx[mel_name + sfx]) if mel_name else None
         out = _forward(tuple(graphdefs), tuple(states), latent, mel if mel is not None else
@@ -105,5 +108,10 @@ def _run(fx: Fixture) -> Iterator[tuple[str, np.ndarray, float]]:
         yield "audio_encode_wave.out.latent", np.asarray(encode_audio(encoder, wave, c.sampling_rate)), BOUND
 
 
+_INPUTS = ((r"^audio_decode\.in\.(tokens|latent)\.", "normalized audio tokens as the transformer emits them (random)"),
+           (r"^(vocoder|audio_encode)\.in\.mel\.", "stored mel spectrogram fed to the vocoder / encoder"),
+           (r"^audio_encode_wave\.in\.waveform$", "stored waveform fed to the encoder's mel front end"))
+
 CHECKS = [Check("audio", _applies, _run,
-                covers=r"^(audio_decode|vocoder|decode_audio|audio_encode|audio_encode_wave)\.(mid|out)\.")]
+                covers=r"^(audio_decode|vocoder|decode_audio|audio_encode|audio_encode_wave)\.(mid|out)\.",
+                inputs=_INPUTS)]
