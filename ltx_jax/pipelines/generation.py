@@ -24,6 +24,7 @@ import numpy as np
 from flax import nnx
 
 from ltx_jax.pipelines.media import ImageCondition
+from ltx_jax.pipelines.phases import phase, settle
 from ltx_jax.pipelines.stages import Models, StageNoise, StageOutput, encode_images, run_stage
 from ltx_jax.sampling import (DISTILLED_STAGE2_SIGMAS, LTX_2_3_HQ_DEFAULTS, GuiderParams, defaults_for_version,
                               latent_grid)
@@ -133,8 +134,12 @@ def _finish(models: Models, stages: list[StageOutput], *, decode: bool, decode_n
         if models.temporal_upsampler is None or models.encoder is None:
             raise ValueError("temporal_upscale needs models.temporal_upsampler and models.encoder "
                              "(load_models(temporal_upsampler=...))")
-        latent = _upsample(models.temporal_upsampler, models.encoder.per_channel_statistics, latent)
-    video = _decode(models, latent, noise=decode_noise, key=key, tiling=tiling) if decode else None
+        with phase("temporal_upsample"):
+            latent = settle(_upsample(models.temporal_upsampler, models.encoder.per_channel_statistics, latent))
+    video = None
+    if decode:
+        with phase("decode"):
+            video = _decode(models, latent, noise=decode_noise, key=key, tiling=tiling)
     return Generation(video=video, latent=latent, audio=stages[-1].audio, stages=stages)
 
 
@@ -153,14 +158,17 @@ def _two_stage(models: Models, prompt: Prompt, request: Request, stage1: Sampler
     if stage1 is None:  # HQ: the stage-1 schedule depends on the stage-1 token count
         grid = latent_grid(request.frames, h1, w1)
         stage1 = hq_stage1(int(np.prod(grid)))
-    out1 = run_stage(models.dit, stage1, prompt, height=h1, width=w1, images=request.images,
-                     encoded=encode_images(models, request.images, h1, w1), noise=noise.get("stage1"),
-                     key=keys["stage1"], **common)
-    upsampled = _upsample(models.upsampler, models.encoder.per_channel_statistics, out1.video[:1])
-    out2 = run_stage(dit2, stage2, prompt, height=request.height, width=request.width, images=request.images,
-                     encoded=encode_images(models, request.images, request.height, request.width),
-                     initial_video=upsampled, initial_audio=out1.audio, noise_scale=float(stage2.sigmas[0]),
-                     noise=noise.get("stage2"), key=keys["stage2"], **common)
+    with phase("stage1"):
+        out1 = run_stage(models.dit, stage1, prompt, height=h1, width=w1, images=request.images,
+                         encoded=encode_images(models, request.images, h1, w1), noise=noise.get("stage1"),
+                         key=keys["stage1"], **common)
+    with phase("upsample"):
+        upsampled = settle(_upsample(models.upsampler, models.encoder.per_channel_statistics, out1.video[:1]))
+    with phase("stage2"):
+        out2 = run_stage(dit2, stage2, prompt, height=request.height, width=request.width, images=request.images,
+                         encoded=encode_images(models, request.images, request.height, request.width),
+                         initial_video=upsampled, initial_audio=out1.audio, noise_scale=float(stage2.sigmas[0]),
+                         noise=noise.get("stage2"), key=keys["stage2"], **common)
     return _finish(models, [out1, out2], decode=decode, decode_noise=decode_noise, key=keys["decode"], tiling=tiling,
                    temporal_upscale=temporal_upscale)
 
@@ -226,10 +234,12 @@ def dev_one_stage(models: Models, prompt: Prompt, request: Request, *, steps: in
     validate("dev-one-stage", request, steps=steps)
     v, a, steps = _guiders(models, video, audio, steps)
     keys = _keys(request.seed)
-    out = run_stage(models.dit, dev_sampler(steps, v, a), prompt, height=request.height, width=request.width,
-                    images=request.images, encoded=encode_images(models, request.images, request.height, request.width),
-                    noise=(noise or {}).get("stage1"), key=keys["stage1"],
-                    **_stage_args(models, request, callbacks=callbacks, rules=rules, record=record))
+    with phase("stage1"):
+        out = run_stage(models.dit, dev_sampler(steps, v, a), prompt, height=request.height, width=request.width,
+                        images=request.images,
+                        encoded=encode_images(models, request.images, request.height, request.width),
+                        noise=(noise or {}).get("stage1"), key=keys["stage1"],
+                        **_stage_args(models, request, callbacks=callbacks, rules=rules, record=record))
     return _finish(models, [out], decode=decode, decode_noise=decode_noise, key=keys["decode"], tiling=tiling,
                    temporal_upscale=temporal_upscale)
 
