@@ -347,6 +347,14 @@ def build_plan(args, *, devices: int | None = None) -> Plan:
         gemma = args.gemma
     if args.preview:
         files.append(classify("preview", args.preview, "--preview", ("tae",)))
+        from ltx_jax.convert.safetensors_file import SafetensorsFile
+        from ltx_jax.tiny_vae import TAECheckpointError, config_from_shapes
+        with SafetensorsFile(args.preview) as f:
+            try:
+                config_from_shapes({k: i.shape for k, i in f.infos.items()},
+                                   latent_channels=config.transformer.in_channels)
+            except TAECheckpointError as e:
+                raise PlanError(f"--preview {args.preview}: {e}") from None
     if args.preview_every < 1:
         raise PlanError(f"--preview-every must be >= 1; got {args.preview_every}")
 
@@ -361,6 +369,13 @@ def build_plan(args, *, devices: int | None = None) -> Plan:
         raise PlanError(f"--out {out}: {parent} is not a folder")
 
     guidance = _guidance(args, config.model_version, pipeline)
+    layers = config.transformer.num_layers
+    for stream in ("video", "audio"):
+        g = guidance[stream]
+        if pipeline != "distilled" and g.needs_perturbed and any(not 0 <= b < layers for b in g.stg_blocks):
+            raise PlanError(f"{stream} STG blocks {list(g.stg_blocks)} (the official default for this model version) "
+                            f"are outside this model's blocks 0..{layers - 1}; pass --{stream}-stg-blocks N ... "
+                            f"or --{stream}-stg-guidance-scale 0")
     steps = args.steps if args.steps is not None else guidance["steps"]
     stages = []
     fps = args.fps

@@ -59,6 +59,8 @@ class Reporter:
 
         self.quiet = quiet
         self.console = Console(stderr=True, quiet=quiet, highlight=False)
+        if not self.console.is_terminal:  # logs and pipes: wide enough for the plan table on one line per stage
+            self.console.width = max(self.console.width, 140)
         self.timings: dict[str, dict[str, float]] = {}
         self.cache = {"hits": 0, "misses": 0}
         self._stack: list[tuple[str, float]] = []

@@ -96,7 +96,7 @@ class _PreviewSink:
     def __init__(self, plan, reporter, directory: Path):
         from ltx_jax.tiny_vae import Preview, load_tae
 
-        self.preview = Preview(load_tae(plan.preview))
+        self.preview = Preview(load_tae(plan.preview, latent_channels=plan.config.transformer.in_channels))
         self.plan, self.reporter, self.dir, self.written = plan, reporter, directory, []
 
     def __call__(self, step: int, x0: np.ndarray) -> None:
@@ -213,14 +213,20 @@ def _generate(args, plan, memory, reporter, t0: float) -> dict:
         with phase("audio"):
             wave, rate, audio_note = _audio(plan, models, out, runtime)
         fps = plan.request.fps * (2 if plan.temporal_upsampler else 1)
-        with phase("mux"):
-            sidecar = sidecar_path(plan.out) if not plan.out_is_dir else plan.out / "generate.json"
-            outputs = {"frames": int(frames.shape[0]), "height": int(frames.shape[1]),
-                       "width": int(frames.shape[2]), "fps": fps,
-                       "audio": None if wave is None else {"sample_rate": rate, "channels": int(wave.shape[0]),
-                                                           "samples": int(wave.shape[1]),
-                                                           "duration_s": wave.shape[1] / rate},
-                       "audio_note": audio_note, "previews": preview.written if preview else []}
+        sidecar = sidecar_path(plan.out) if not plan.out_is_dir else plan.out / "generate.json"
+        outputs = {"frames": int(frames.shape[0]), "height": int(frames.shape[1]), "width": int(frames.shape[2]),
+                   "fps": fps, "audio": None if wave is None else {"sample_rate": rate, "channels": int(wave.shape[0]),
+                                                                   "samples": int(wave.shape[1]),
+                                                                   "duration_s": wave.shape[1] / rate},
+                   "audio_note": audio_note, "previews": preview.written if preview else []}
+        with (contextlib.nullcontext((None, None)) if plan.out_is_dir else _both(plan.out, sidecar)) as (tmp_v, tmp_j):
+            with phase("mux"):
+                if plan.out_is_dir:
+                    outputs["files"] = [str(p) for p in write_frames_dir(plan.out, frames, fps, plan.formats, wave,
+                                                                         rate, out)]
+                else:
+                    outputs["files"] = [str(plan.out)]
+                    write_video(tmp_v, frames, fps, wave, rate, atomic=False)
             compile_s = sum(t["compile_s"] for t in reporter.timings.values())
             data = {"command": ["ltx-jax", "generate", *sys.argv[2:]] if sys.argv[1:2] == ["generate"] else None,
                     "arguments": {k: v for k, v in vars(args).items() if k != "func"},
@@ -232,14 +238,9 @@ def _generate(args, plan, memory, reporter, t0: float) -> dict:
                     "memory": {"estimate": (memory or estimate(plan)).to_json(), "measured": peak_memory()},
                     "outputs": outputs}
             if plan.out_is_dir:
-                written = write_frames_dir(plan.out, frames, fps, plan.formats, wave, rate, out)
-                outputs["files"] = [str(p) for p in written]
                 write_json(sidecar, data)
             else:
-                outputs["files"] = [str(plan.out)]
-                with _both(plan.out, sidecar) as (tmp_video, tmp_json):
-                    write_video(tmp_video, frames, fps, wave, rate, atomic=False)
-                    tmp_json.write_text(json.dumps(data, indent=1, default=str) + "\n")
+                tmp_j.write_text(json.dumps(data, indent=1, default=str) + "\n")
     index.add(plan, compile_s)
     return {"pipeline": plan.pipeline, "out": str(plan.out), "sidecar": str(sidecar), "frames": list(frames.shape),
             "fps": fps, "audio": outputs["audio"], "total_s": data["timings"]["total_s"],

@@ -33,11 +33,12 @@ class TAECheckpointError(LoadError):
     """Not a TAEHV checkpoint for LTX latents, or one whose shapes this code does not implement."""
 
 
-def config_from_shapes(shapes: Mapping[str, Sequence[int]]) -> TAEConfig:
+def config_from_shapes(shapes: Mapping[str, Sequence[int]], *, latent_channels: int = 128) -> TAEConfig:
     """The architecture of a TAEHV state dict, from its tensor shapes (no file names involved).
 
     Args:
         shapes: file key -> shape (PyTorch OIHW conv weights), e.g. from `SafetensorsFile.infos`.
+        latent_channels: of the model the TAE decodes for (LTX: 128; tiny test models have fewer).
 
     Raises:
         TAECheckpointError: a key the LTX TAEs always have is missing, or the shapes describe another
@@ -51,8 +52,8 @@ def config_from_shapes(shapes: Mapping[str, Sequence[int]]) -> TAEConfig:
     latent, image = dec1[1], shapes["decoder.22.weight"][0]
     patch = int(round((image / 3) ** 0.5))
     problems = []
-    if latent != 128 or shapes["encoder.17.weight"][0] != latent:
-        problems.append(f"latent channels {latent} / {shapes['encoder.17.weight'][0]} (LTX: 128)")
+    if latent != latent_channels or shapes["encoder.17.weight"][0] != latent:
+        problems.append(f"latent channels {latent} / {shapes['encoder.17.weight'][0]} (expected: {latent_channels})")
     if 3 * patch * patch != image or patch != 4 or enc0[1] != image:
         problems.append(f"pixel channels {enc0[1]} / {image} (LTX: 48 = 3 x 4 x 4 patch)")
     width = enc0[0]
@@ -79,7 +80,7 @@ def _shapes(tensors: Mapping[str, np.ndarray]) -> dict[str, tuple[int, ...]]:
 
 def load_tae(source: str | os.PathLike | Mapping[str, np.ndarray], *, param_dtype=jnp.float32,
              compute_dtype=None, decoder_time_upscale: Sequence[bool] | None = None,
-             decoder_space_upscale: Sequence[bool] | None = None) -> TinyAutoencoder:
+             decoder_space_upscale: Sequence[bool] | None = None, latent_channels: int = 128) -> TinyAutoencoder:
     """Build and fill a `TinyAutoencoder` from a TAEHV safetensors file (or a key -> array mapping).
 
     Args:
@@ -89,6 +90,7 @@ def load_tae(source: str | os.PathLike | Mapping[str, np.ndarray], *, param_dtyp
         compute_dtype: activation dtype; default `param_dtype`.
         decoder_time_upscale, decoder_space_upscale: per-stage preview switches (see `TAEConfig`);
             default all on, the full decoder.
+        latent_channels: of the model the TAE decodes for (LTX: 128).
 
     Raises:
         TAECheckpointError: not an LTX TAEHV checkpoint (see `config_from_shapes`).
@@ -96,7 +98,7 @@ def load_tae(source: str | os.PathLike | Mapping[str, np.ndarray], *, param_dtyp
     """
     tensors = SafetensorsFile(source) if isinstance(source, str | os.PathLike) else source
     name = str(source) if isinstance(source, str | os.PathLike) else "state dict"
-    config = config_from_shapes(_shapes(tensors))
+    config = config_from_shapes(_shapes(tensors), latent_channels=latent_channels)
     options = {}
     if decoder_time_upscale is not None:
         options["decoder_time_upscale"] = tuple(bool(b) for b in decoder_time_upscale)
@@ -141,4 +143,5 @@ def with_decoder_options(tae: TinyAutoencoder, *, time_upscale: Sequence[bool] |
     else:
         compute_dtype = param_dtype
     return load_tae(state_dict(tae), param_dtype=param_dtype, compute_dtype=compute_dtype,
-                    decoder_time_upscale=as3(time_upscale), decoder_space_upscale=as3(space_upscale))
+                    decoder_time_upscale=as3(time_upscale), decoder_space_upscale=as3(space_upscale),
+                    latent_channels=tae.config.latent_channels)
