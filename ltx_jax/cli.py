@@ -1,4 +1,4 @@
-"""`ltx-jax` command line: inspect, demo, convert, export, generate."""
+"""`ltx-jax` command line: inspect, demo, convert, export, encode, generate."""
 
 from __future__ import annotations
 
@@ -123,6 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=_export)
     from ltx_jax.pipelines.command import add_parser as add_generate_parser
+    from ltx_jax.text_encoder.command import add_parser as add_encode_parser
+    add_encode_parser(sub)
     add_generate_parser(sub)
     args = parser.parse_args(argv)
     return args.func(args)

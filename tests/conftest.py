@@ -106,6 +106,26 @@ def build_lora_reference(config: str, seed: int = 0) -> Path:
                                             "--out", str(out)], "LoRA reference")
 
 
+GEMMA_CONFIGS = ("gemma-tiny", "gemma-tiny-odd")
+
+
+def build_gemma_reference(config: str, seed: int = 0) -> Path:
+    """Gemma text-path fixture directory (docs/reference-fixtures-gemma.md) for (config, seed); the first call
+    builds every Gemma config of that seed in one process (tests/reference/build_gemma.py, about 30 s each)."""
+    def command(root: Path) -> list[str]:
+        todo = [c for c in GEMMA_CONFIGS if not (root / f"{c}_seed{seed}" / "manifest.json").is_file()]
+        return [str(REF_PYTHON), str(REFERENCE / "build_gemma.py"), "--root", str(root),
+                "--configs", ",".join(sorted(set(todo) | {config})), "--seed", str(seed)]
+
+    return _cached_build(CACHE / _builder_hash() / f"{config}_seed{seed}", command, "Gemma reference")
+
+
+@pytest.fixture(scope="session", params=GEMMA_CONFIGS)
+def gemma_reference(request) -> Path:
+    """Gemma fixture directory (seed 0) for each tiny Gemma config."""
+    return build_gemma_reference(request.param, 0)
+
+
 @pytest.fixture(scope="session", params=CONFIGS)
 def reference(request) -> Path:
     """Fixture directory (seed 0) for each tiny config."""

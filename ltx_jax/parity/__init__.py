@@ -25,12 +25,14 @@ __all__ = ["Fixture", "FixtureError", "Check", "run_parity", "relative_error", "
 
 # Component modules, each with a CHECKS list. Later components add themselves here.
 COMPONENT_MODULES: list[str] = ["ltx_jax.parity.tae", "ltx_jax.parity.vae", "ltx_jax.parity.upsampler",
-                                 "ltx_jax.parity.transformer", "ltx_jax.parity.lora", "ltx_jax.parity.loop"]
+                                 "ltx_jax.parity.transformer", "ltx_jax.parity.lora", "ltx_jax.parity.loop",
+                                 "ltx_jax.parity.gemma"]
 
 # Names of reference *outputs* in the shared formats; everything else is an input.
 _OUTPUT = re.compile(r"(^|\.)out(\.|_|$)|^loop\.step\d+\.|^loop\.decode\.out|\.latent_(parallel|sequential|streaming)$"
                      r"|\.tap\.|^fp8\.out\.|\.raw_parallel$|\.encoder_model_input$"
-                     r"|^(guided|i2v\.s\d+|keyframe|res2s)\.(step|eval)\d+\.\w+_x0")
+                     r"|^(guided|i2v\.s\d+|keyframe|res2s)\.(step|eval)\d+\.\w+_x0"
+                     r"|^(tok|gemma|ltx|ltx_bf16)\.[^.]+\.")  # the Gemma text path (reference-fixtures-gemma.md)
 
 
 class FixtureError(ValueError):
