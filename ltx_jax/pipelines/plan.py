@@ -214,13 +214,23 @@ def _checkpoint(path: str | None) -> tuple[ModelFile, Any, dict[str, int], bool]
 
 
 def _gemma(path: str) -> ModelFile:
+    """The Gemma-3 folder, checked from its config.json, tokenizer file and weight headers (no weights read)."""
     p = _exists("gemma", path, "--gemma")
     if not p.is_dir():
         raise PlanError(f"--gemma {path}: expected the Gemma-3 folder (Hugging Face layout), got a file")
-    if not (p / "config.json").is_file():
-        raise PlanError(f"--gemma {path}: no config.json; expected a Hugging Face Gemma-3 folder")
     if not ((p / "tokenizer.json").is_file() or (p / "tokenizer.model").is_file()):
         raise PlanError(f"--gemma {path}: no tokenizer.json or tokenizer.model")
+    from ltx_jax.pipelines import capabilities as cap
+    if cap.has_text_encoder():
+        from ltx_jax.configs import ConfigError
+        from ltx_jax.convert.safetensors_file import SafetensorsError
+        from ltx_jax.text_encoder import GemmaFolder, GemmaFolderError
+        try:
+            GemmaFolder(p).close()
+        except (GemmaFolderError, ConfigError, SafetensorsError) as e:
+            raise PlanError(f"--gemma {path}: {e}") from None
+    elif not (p / "config.json").is_file():
+        raise PlanError(f"--gemma {path}: no config.json; expected a Hugging Face Gemma-3 folder")
     size = sum(f.stat().st_size for f in p.glob("*.safetensors"))
     if not size:
         raise PlanError(f"--gemma {path}: no .safetensors weights")

@@ -79,13 +79,14 @@ def _encode_prompt(plan, models, runtime, rules, cache_dir: Path):
 
     if plan.prompt_file is not None:
         return load_prompt(plan.prompt_file, models.text), None
-    from ltx_jax.text_encoder import encode_prompts, load_gemma
+    from ltx_jax.text_encoder import encode_prompts, load_gemma, load_text_embeddings_for
 
     negative = plan.negative_prompt if plan.negative_prompt is not None else default_negative_prompt()
     prompts = [plan.prompt] + ([negative] if plan.pipeline != "distilled" else [])
     gemma = load_gemma(plan.gemma, runtime=runtime)
-    encoded = encode_prompts(gemma, models.text, prompts, cache_dir=cache_dir / "prompts")
-    del gemma  # the official pipelines free the encoder before denoising
+    text = load_text_embeddings_for(gemma, plan.checkpoint, runtime)  # connectors sized for this Gemma
+    encoded = encode_prompts(gemma, text, prompts, cache_dir=cache_dir / "prompts")
+    gemma.free()  # as the official pipelines, free the encoder before denoising
     contexts = [TextContext(jnp.asarray(v), jnp.asarray(a)) for v, a, *_ in encoded]
     return Prompt(contexts[0], contexts[1] if len(contexts) > 1 else None), prompts
 
@@ -184,7 +185,7 @@ def _generate(args, plan, memory, reporter, t0: float) -> dict:
     files = [{"role": f.role, "kind": f.kind, **file_hash(f.path, cache)} for f in plan.files]
     if plan.prompt_file:
         files.append({"role": "prompt_file", "kind": "contexts", **file_hash(plan.prompt_file, cache)})
-    text = plan.prompt is not None or not _has_contexts(plan.prompt_file)
+    text = plan.prompt is None and not _has_contexts(plan.prompt_file)  # hidden states need the connectors
     with listening(reporter):
         with phase("load"):
             models = load_models(plan.checkpoint, upsampler=plan.upsampler, temporal_upsampler=plan.temporal_upsampler,
