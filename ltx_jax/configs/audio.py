@@ -48,6 +48,9 @@ class AudioVAEConfig:
         dd = params.get("ddconfig", {})
         pre = d.get("preprocessing", {})
         kwargs = {k: _freeze(dd[k]) for k in cls._DDCONFIG if k in dd and dd[k] is not None}
+        # ltx-core's configurators default these two to attention ON when the keys are absent.
+        kwargs.setdefault("mid_block_add_attention", True)
+        kwargs.setdefault("attn_resolutions", (8, 16, 32))
         for key in ("dropout",):
             if dd.get(key, 0.0) != 0.0:
                 raise ConfigError(f"audio_vae.model.params.ddconfig.{key}={dd[key]!r} is not supported")
@@ -118,7 +121,11 @@ class VocoderConfig(_JsonConfig):
     @classmethod
     def from_dict(cls, d, *, strict=True):
         if "bwe" not in d:
-            return super().from_dict(d, strict=strict)
+            flat = super().from_dict(d, strict=strict)
+            if flat.resblock != "1":  # ltx-core's VocoderConfigurator: check_config_value(cfg, "resblock", "1")
+                raise ConfigError(f"vocoder.resblock={flat.resblock!r}: a flat vocoder section must be HiFi-GAN "
+                                  "resblock '1' (AMP1 generators come with a 'bwe' section)")
+            return flat
         unknown = d.keys() - {"vocoder", "bwe"}
         if unknown and strict:
             raise ConfigError(f"unknown config key(s) in vocoder: {sorted(unknown)}")

@@ -115,6 +115,25 @@ def _vae_owns(part: str) -> Callable[[str], bool]:
     return lambda k: k.startswith(f"vae.{part}.") or k in {_STATS + s for s in _USED_STATS}
 
 
+def _audio_components() -> dict[str, ComponentSpec]:
+    """audio_vae_decoder / audio_vae_encoder (prefix `audio_vae.`, shared statistics) and vocoder (`vocoder.`)."""
+    from ltx_jax.audio_vae import loading as A
+    stats = {A.AUDIO_STATISTICS_PREFIX + s for s in A.USED_STATISTICS}
+
+    def part(name: str) -> ComponentSpec:
+        def to_file(key: str) -> str:
+            if key.startswith("per_channel_statistics."):
+                return A.AUDIO_STATISTICS_PREFIX + key[len("per_channel_statistics."):]
+            return f"audio_vae.{name}.{key}"
+        build = A.build_audio_decoder if name == "decoder" else A.build_audio_encoder
+        return ComponentSpec(f"audio_vae_{name}", lambda s: A.audio_config_from_metadata(s.metadata), build, to_file,
+                             lambda k: k.startswith(f"audio_vae.{name}.") or k in stats)
+
+    return {"audio_vae_decoder": part("decoder"), "audio_vae_encoder": part("encoder"),
+            "vocoder": ComponentSpec("vocoder", lambda s: A.vocoder_config_from_metadata(s.metadata), A.build_vocoder,
+                                     lambda k: "vocoder." + k, lambda k: k.startswith("vocoder."))}
+
+
 COMPONENTS: dict[str, ComponentSpec] = {
     "transformer": ComponentSpec(
         "transformer", lambda s: _ltx_config(s).transformer, _transformer_build,
@@ -132,6 +151,7 @@ COMPONENTS: dict[str, ComponentSpec] = {
     "upsampler": ComponentSpec("upsampler", lambda s: upsampler_from_metadata(s.metadata), _upsampler_build,
                                lambda k: k, lambda k: True),
     "tae": ComponentSpec("tae", _tae_config, _tae_build, lambda k: k, lambda k: True),
+    **_audio_components(),
 }
 
 

@@ -26,7 +26,7 @@ __all__ = ["Fixture", "FixtureError", "Check", "run_parity", "relative_error", "
 # Component modules, each with a CHECKS list. Later components add themselves here.
 COMPONENT_MODULES: list[str] = ["ltx_jax.parity.tae", "ltx_jax.parity.vae", "ltx_jax.parity.upsampler",
                                  "ltx_jax.parity.transformer", "ltx_jax.parity.lora", "ltx_jax.parity.loop",
-                                 "ltx_jax.parity.gemma"]
+                                 "ltx_jax.parity.gemma", "ltx_jax.parity.audio"]
 
 # Names of reference *outputs* in the shared formats; everything else is an input.
 _OUTPUT = re.compile(r"(^|\.)out(\.|_|$)|^loop\.step\d+\.|^loop\.decode\.out|\.latent_(parallel|sequential|streaming)$"
