@@ -116,11 +116,17 @@ class Runtime:
     compute_dtype: str = "bfloat16"
     attention: str = "auto"  # "auto" picks by backend: cudnn on GPU, xla elsewhere
     remat: bool = False
+    # FP8 files: "off" restores them dequantized in param_dtype; "weights" keeps e4m3 weights and dequantizes
+    # in the compute dtype at matmul time; "scaled" runs the official static scaled matmul (ltx_jax.nn.fp8).
+    fp8: str = "off"
 
     _ATTENTION = ("auto", "xla", "cudnn")
+    _FP8 = ("off", "weights", "scaled")
 
     def __post_init__(self):
         if self.attention not in self._ATTENTION:
             raise ConfigError(f"Runtime.attention={self.attention!r}; supported: {self._ATTENTION}")
+        if self.fp8 not in self._FP8:
+            raise ConfigError(f"Runtime.fp8={self.fp8!r}; supported: {self._FP8}")
 
 

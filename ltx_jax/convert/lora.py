@@ -186,7 +186,7 @@ def fuse(weight: np.ndarray, delta: np.ndarray, target: np.dtype) -> np.ndarray:
 def requantize_fp8(weight_f32: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """ltx-core `quantize_weight_to_fp8_per_tensor`, in the file's `[out, in]` layout (no transpose)."""
     amax = np.abs(weight_f32).max().astype(np.float32)
-    inv = (_FP8_MAX / amax).astype(np.float32)
+    inv = (np.float32(np.float32(1.0) / amax) * _FP8_MAX).astype(np.float32)  # torch: 448 / t = t.reciprocal() * 448
     q = np.clip(weight_f32 * inv, -_FP8_MAX, _FP8_MAX).astype(ml_dtypes.float8_e4m3fn)
     return q, (np.float32(1.0) / inv).astype(np.float32).reshape(())
 

@@ -276,6 +276,10 @@ def _restore(spec: ComponentSpec, source: Source, runtime: Runtime, shardings: S
             for (given, _), (lf, _) in zip(loras, merged.loras):
                 if not isinstance(given, LoraFile):  # opened here
                     lf.source.close()
+    if runtime.fp8 != "off" and component == "transformer":  # FP8 weights kept e4m3 (ltx_jax.nn.fp8)
+        from ltx_jax.convert.fp8_restore import restore_fp8_state  # noqa: PLC0415
+        config = config if config is not None else spec.config(source)
+        return restore_fp8_state(spec, source, runtime, _resolver(shardings), config, TRANSFORMER_PREFIX)
     if any(s.dtype in FP8_DTYPES and k[: -len("weight")] + "weight_scale" in source.specs()
            for k, s in source.specs().items() if k.endswith(".weight")):
         source = Dequantized(source)
@@ -309,8 +313,9 @@ def restore(src: str | os.PathLike | Source, component: str, *, runtime: Runtime
             parameter dtype as the target dtype; merged per device region, on the fly.
         config: the component config; default: the source's own metadata (or shapes, for the TAE).
 
-    FP8 files with scales (`weight_scale`, `input_scale`) are restored dequantized, `w = q * weight_scale`
-    (the official FP8Linear's weight); `input_scale` is unused until an FP8 matmul exists here.
+    FP8 files with scales (`weight_scale`, `input_scale`): with `runtime.fp8="off"` restored dequantized,
+    `w = q * weight_scale` in the parameter dtype; with "weights" or "scaled" the transformer keeps them as
+    e4m3 `FP8Weight`s in that matmul mode (`convert.fp8_restore`; other components have no FP8 Linears).
 
     Raises:
         LoadError: keys missing, unexpected or mis-shaped for the component (all named).

@@ -3,6 +3,9 @@
 Counterpart: `torch.nn.Linear` as used throughout ltx_core. The weight is stored `[out, in]` (the
 official file layout) and the product contracts the last axis of `x` with axis 1 of the weight;
 XLA folds the transposition into the dot, so there is no runtime cost.
+
+The weight may instead hold an `FP8Weight` (ltx_jax.nn.fp8: e4m3 value plus scales, restored from an FP8
+file with `Runtime.fp8` on); the product then runs in that weight's FP8 mode (`fp8_linear`).
 """
 
 from __future__ import annotations
@@ -10,6 +13,9 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 from flax import nnx
+
+from ltx_jax.nn import fp8
+from ltx_jax.nn.fp8 import FP8Weight, fp8_linear
 
 
 class Linear(nnx.Module):
@@ -30,7 +36,12 @@ class Linear(nnx.Module):
             if bias else None
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        w = self.weight[...].astype(x.dtype)
+        if fp8.OBSERVER is not None:  # FP8 calibration (eager runs only): sees every Linear's input
+            fp8.OBSERVER(self, x)
+        weight = self.weight.get_value()
+        if isinstance(weight, FP8Weight):
+            return fp8_linear(x, weight, None if self.bias is None else self.bias[...])
+        w = weight.astype(x.dtype)
         # [..., in] x [out, in] -> [..., out]
         y = jax.lax.dot_general(x, w, (((x.ndim - 1,), (1,)), ((), ())))
         if self.bias is not None:

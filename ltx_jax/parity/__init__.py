@@ -26,7 +26,7 @@ __all__ = ["Fixture", "FixtureError", "Check", "run_parity", "relative_error", "
 # Component modules, each with a CHECKS list. Later components add themselves here.
 COMPONENT_MODULES: list[str] = ["ltx_jax.parity.tae", "ltx_jax.parity.vae", "ltx_jax.parity.upsampler",
                                  "ltx_jax.parity.transformer", "ltx_jax.parity.lora", "ltx_jax.parity.loop",
-                                 "ltx_jax.parity.gemma", "ltx_jax.parity.audio"]
+                                 "ltx_jax.parity.gemma", "ltx_jax.parity.audio", "ltx_jax.parity.fp8"]
 
 # Names of reference *outputs* in the shared formats; everything else is an input.
 _OUTPUT = re.compile(r"(^|\.)out(\.|_|$)|^loop\.step\d+\.|^loop\.decode\.out|\.latent_(parallel|sequential|streaming)$"
@@ -104,6 +104,17 @@ def relative_error(ours: np.ndarray, ref: np.ndarray) -> float:
     return float(np.max(np.abs(ours - ref)) / scale) if scale > 0 else float(np.max(np.abs(ours)))
 
 
+def relative_l2(ours: np.ndarray, ref: np.ndarray) -> float:
+    """||ours - ref|| / ||ref|| (for outputs where a few elements may legitimately differ, e.g. FP8 roundings)."""
+    ours, ref = np.asarray(ours, np.float64), np.asarray(ref, np.float64)
+    if ours.shape != ref.shape:
+        raise ValueError(f"shape {ours.shape} != reference {ref.shape}")
+    if not np.all(np.isfinite(ours)):
+        return float("inf")
+    scale = np.linalg.norm(ref)
+    return float(np.linalg.norm(ours - ref) / scale) if scale > 0 else float(np.linalg.norm(ours))
+
+
 def _checks() -> tuple[list[Check], list[tuple[str, str]]]:
     """Every component's checks, and its (regex, reason) list of outputs it deliberately does not reproduce."""
     checks, not_checked = [], []
@@ -152,9 +163,10 @@ def run_parity(path: str | Path, only: str | None = None) -> Report:
                 covered_by.setdefault(n, f"{check.name}: not applicable to this fixture")
             continue
         try:
-            for name, ours, bound in check.run(fixture):
-                err = relative_error(ours, fixture[name])
-                report.arrays[name] = {"max_rel_err": err, "bound": bound, "ok": bool(err <= bound)}
+            for name, ours, bound, *metric in check.run(fixture):  # optional 4th item: "rel_l2"
+                err = (relative_l2 if metric == ["rel_l2"] else relative_error)(ours, fixture[name])
+                report.arrays[name] = {"max_rel_err": err, "bound": bound, "ok": bool(err <= bound),
+                                       **({"metric": "rel_l2"} if metric == ["rel_l2"] else {})}
         except Exception as e:  # a crash in one component is a failure of its arrays, not of the run
             for n in fixture.names(check.covers) if check.covers else [check.name]:
                 if n not in report.arrays:
@@ -171,7 +183,7 @@ def format_table(report: Report) -> str:
     for name, a in sorted(report.arrays.items()):
         flag = "ok" if a["ok"] else "FAIL"
         lines.append(f"{name:<58} {a['max_rel_err']:>12.3e} {a['bound']:>9.1e}  {flag}"
-                     + (f"  ({a['error']})" if "error" in a else ""))
+                     + (f"  ({a['error']})" if "error" in a else "") + ("  (relative L2)" if "metric" in a else ""))
     lines.append(f"{len(report.arrays)} checked, {sum(not a['ok'] for a in report.arrays.values())} failed, "
                  f"{len(report.skipped)} skipped")
     for name, why in sorted(report.skipped.items()):

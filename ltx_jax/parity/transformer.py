@@ -154,27 +154,6 @@ def _run_connector(fx: Fixture, runtime: Runtime, out: str, bound: float):
     yield f"{out}.audio_encoding", a, bound
 
 
-FP8_FILE = "ltx_transformer_fp8.safetensors"
-
-
-def _run_fp8_dequantized(fx: Fixture) -> Iterator[tuple[str, np.ndarray, float]]:
-    """The official pre-quantized FP8 layout, restored dequantized (w = q * weight_scale), f32 activations.
-
-    That is what `fp8.out.dequant_*_f32` records; the model read from the FP8 file replaces the f32 one.
-    """
-    from ltx_jax.convert.restore import restore  # noqa: PLC0415 (the restore stack is only needed here)
-
-    config, _, _ = models(fx, F32)
-    dit = nnx.split(restore(fx.path / FP8_FILE, "transformer", runtime=F32, config=config.transformer))
-    dtype = jnp.float32
-    video, audio = _modality(fx, "video", dtype), _modality(fx, "audio", dtype)
-    none = Perturbations.none(config.transformer.num_layers, video.latent.shape[0])
-    v, a, _, _ = _velocity_and_x0(*dit, video, audio, none)
-    for name, ours in (("video", v), ("audio", a)):
-        if f"fp8.out.dequant_{name}_velocity_f32" in fx:
-            yield f"fp8.out.dequant_{name}_velocity_f32", np.asarray(ours, np.float32), BOUND_F32
-
-
 def _has(prefix: str):
     return lambda fx: fx.kind == "ltx" and any(n.startswith(prefix) for n in fx.arrays)
 
@@ -188,15 +167,9 @@ CHECKS = [
           covers=r"^connector\.out\.(video|audio)_encoding$"),
     Check("connector_bf16", _has("connector.out_bf16."),
           lambda fx: _run_connector(fx, BF16, "connector.out_bf16", BOUND_BF16), covers=r"^connector\.out_bf16\."),
-    Check("fp8_dequantized", lambda fx: _has("fp8.out.dequant_")(fx) and (fx.path / FP8_FILE).is_file(),
-          _run_fp8_dequantized, covers=r"^fp8\.out\.dequant_"),
 ]
 
 # Reference outputs deliberately not reproduced, with the reason the runner reports.
 NOT_CHECKED = [
-    (r"^fp8\.out\.emulated_scaled_mm_", "static per-tensor FP8 activation quantization (scaled-mm emulation) is not "
-                                        "implemented; FP8 files restore dequantized"),
-    (r"^fp8\.out\.fp8_cast_", "ltx-core's fp8_cast on a pre-quantized file drops the scales (wrong by design); "
-                              "not reproduced"),
     (r"^connector\.out\.attention_mask$", "always all ones after register replacement; not an output of ours"),
 ]

@@ -4,7 +4,10 @@ Counterpart: ltx_core `model/transformer/model.py` (`LTXModel`, AudioVideo type;
 
 The 48 blocks are one module created with `nnx.vmap` (every parameter has a leading layer axis) and run
 with `nnx.scan`, so compile time does not grow with depth. In the checkpoint they are
-`transformer_blocks.{i}.*`; `ltx_jax.convert.loading` stacks them (its rule 1).
+`transformer_blocks.{i}.*`; `ltx_jax.convert.loading` stacks them (its rule 1). An FP8 file that quantizes
+only some blocks (the official ones leave the first and last few in bf16) is restored with
+`transformer_blocks` as an `nnx.List` of stacked segments, runs of consecutive blocks of one kind, scanned
+one after the other (`ltx_jax.convert.fp8_restore`).
 """
 
 from __future__ import annotations
@@ -22,7 +25,17 @@ from ltx_jax.transformer.modality import PERTURBATION_TYPES, Modality, Perturbat
 from ltx_jax.transformer.preprocess import (StreamArgs, context_bias, cross_rope, other_sigma, self_attention_bias,
                                             stream_rope, timestep_modulation)
 
-__all__ = ["LTXModel", "X0Model", "to_denoised"]
+__all__ = ["LTXModel", "X0Model", "to_denoised", "block_segments", "stacked_layers"]
+
+
+def block_segments(blocks: nnx.Module) -> list[nnx.Module]:
+    """The stacked block modules to scan in order: `blocks` itself, or the segments of an `nnx.List`."""
+    return list(blocks) if isinstance(blocks, nnx.List) else [blocks]
+
+
+def stacked_layers(stack: nnx.Module) -> int:
+    """Length of the leading layer axis of a stacked (vmapped) module."""
+    return int(jax.tree.leaves(nnx.state(stack))[0].shape[0])
 
 
 class LTXModel(nnx.Module):
@@ -166,7 +179,12 @@ class LTXModel(nnx.Module):
         def run(block: BasicAVTransformerBlock, carry, streams, keep_i):
             return block(*carry, *streams, keep_i)
 
-        vx, ax = run(self.transformer_blocks, (vx, ax), (vargs, aargs), keep)
+        carry, start = (vx, ax), 0
+        for segment in block_segments(self.transformer_blocks):  # one, unless an FP8 file mixes block kinds
+            n = stacked_layers(segment)
+            carry = run(segment, carry, (vargs, aargs), jax.tree.map(lambda k, s=start, n=n: k[s:s + n], keep))
+            start += n
+        vx, ax = carry
         v_out = self._output(vx, vargs.embedded_timestep, False) if video is not None else None
         a_out = self._output(ax, aargs.embedded_timestep, True) if audio is not None else None
         return v_out, a_out
