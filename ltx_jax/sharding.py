@@ -14,7 +14,8 @@ Activation names (P*B = guidance passes x batch, the batched forward's leading a
   activation.video.attention_mask               `[P*B, Tv, Tv]`
   activation.audio.*                            likewise with Ta (audio is short: only the branch axis)
   activation.{video,audio}.context              `[P*B, S, D]`
-  activation.state                              the loop's `[B, ...]` state between steps
+  activation.state.{video,audio}                the loop's `[B, T, C]` latents between steps (video stays on
+                                                `data` x `context`: never regathered between steps)
 A mesh axis that does not divide its dimension is dropped for that tensor (replicated along it), so
 3 guidance passes on a 4-way `data` axis still run, just without branch parallelism.
 """
@@ -22,6 +23,7 @@ A mesh axis that does not divide its dimension is dropped for that tensor (repli
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import jax
 import numpy as np
@@ -29,9 +31,10 @@ from flax import nnx
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
 from ltx_jax.convert.restore import ShardingRules
+from ltx_jax.parallel.plan import STRATEGIES, AttentionPlan
 
-__all__ = ["MESH_AXES", "make_mesh", "inference_rules", "spec_for", "constrain", "place", "shard_state",
-           "ShardingRules"]
+__all__ = ["MESH_AXES", "make_mesh", "parse_mesh", "inference_rules", "weight_rules", "attention_plan", "spec_for",
+           "constrain", "place", "shard_state", "ShardingRules", "InferenceRules", "WEIGHT_PRESETS"]
 
 MESH_AXES = ("data", "context", "tensor")
 P = PartitionSpec
@@ -53,6 +56,74 @@ def make_mesh(data: int = 1, context: int = 1, tensor: int = 1, devices: Sequenc
     return Mesh(grid, MESH_AXES, axis_types=(AxisType.Auto,) * 3)
 
 
+def parse_mesh(text: str | None, devices: Sequence[jax.Device] | None = None) -> Mesh:
+    """`"data=2,context=4"` (any subset of the axes; the rest 1) -> mesh. None or "": every visible device on
+    `context` (sequence parallelism is what makes one video faster)."""
+    devices = list(jax.devices() if devices is None else devices)
+    if not text:
+        return make_mesh(context=len(devices), devices=devices)
+    sizes = {}
+    for part in text.split(","):
+        name, eq, value = part.partition("=")
+        name = name.strip()
+        if not eq or name not in MESH_AXES or name in sizes or not value.strip().isdigit() or int(value) < 1:
+            raise ValueError(f"--mesh {text!r}: expected comma-separated AXIS=N with AXIS in {MESH_AXES}, "
+                             f"each at most once, N >= 1")
+        sizes[name] = int(value)
+    return make_mesh(**sizes, devices=devices)
+
+
+@dataclass(frozen=True)
+class InferenceRules(ShardingRules):
+    """`ShardingRules` plus the attention strategy of the run (`ltx_jax.parallel`) and the weight preset."""
+
+    attention: str = "auto"
+    ulysses: int = 0
+    weights: str = "replicated"
+
+
+def attention_plan(rules: ShardingRules | None, requested: str = "auto") -> AttentionPlan | None:
+    """The attention plan of a forward under `rules` (None: no mesh, single-device kernels).
+
+    `requested` (the Runtime's attention setting) wins when it names a strategy; otherwise the rules'
+    strategy (`inference_rules(attention=...)`) is used. Kernel names ("xla", "cudnn") are not strategies.
+    """
+    if rules is None or "context" not in rules.mesh.axis_names:
+        return None
+    strategy = requested if requested in STRATEGIES and requested != "auto" else getattr(rules, "attention", "auto")
+    return AttentionPlan(rules.mesh, strategy, getattr(rules, "ulysses", 0) if strategy == "hybrid" else 0)
+
+
+WEIGHT_PRESETS = ("replicated", "fsdp", "tensor")
+_ATTN = r"(attn1|attn2|audio_attn1|audio_attn2|audio_to_video_attn|video_to_audio_attn)"
+
+
+def weight_rules(preset: str) -> tuple[tuple[str, PartitionSpec], ...]:
+    """Parameter rules of a weight preset (stacked block weights have the layer axis first).
+
+    replicated: none (every device holds everything: the official multi-GPU layout).
+    fsdp: every block parameter split on its first non-layer axis over `data` x `context`; GSPMD gathers
+        each layer's slice inside the layer scan.
+    tensor: Megatron-style heads and MLP on `tensor`: q/k/v/gate/MLP-in split by output (heads), the
+        output projections by input; the q/k RMSNorm weights split with the heads (the norm's mean of
+        squares becomes a sum over `tensor`, exact).
+    """
+    if preset == "replicated":
+        return ()
+    if preset == "fsdp":
+        return ((r"^transformer_blocks\.", P(None, ("data", "context"))),)
+    if preset == "tensor":
+        blocks = r"^transformer_blocks\."
+        return (
+            (blocks + _ATTN + r"\.(to_q|to_k|to_v|to_gate_logits)\.(weight|bias)$", P(None, "tensor", None)),
+            (blocks + _ATTN + r"\.(q_norm|k_norm)\.weight$", P(None, "tensor")),
+            (blocks + _ATTN + r"\.to_out\.0\.weight$", P(None, None, "tensor")),
+            (blocks + r"(ff|audio_ff)\.net\.0\.proj\.(weight|bias)$", P(None, "tensor", None)),
+            (blocks + r"(ff|audio_ff)\.net\.2\.weight$", P(None, None, "tensor")),
+        )
+    raise ValueError(f"weight preset {preset!r}; expected one of {WEIGHT_PRESETS}")
+
+
 def _check_spec(name: str, spec: PartitionSpec, mesh: Mesh) -> None:
     used = [a for entry in spec for a in ((entry,) if isinstance(entry, str) else (entry or ()))]
     if len(used) != len(set(used)):
@@ -63,7 +134,8 @@ def _check_spec(name: str, spec: PartitionSpec, mesh: Mesh) -> None:
 
 
 def inference_rules(mesh: Mesh, *, branches_on_data: bool = True, tokens_on_context: bool = True,
-                    params: Sequence[tuple[str, PartitionSpec]] = ()) -> ShardingRules:
+                    params: Sequence[tuple[str, PartitionSpec]] = (), weights: str = "replicated",
+                    attention: str = "auto", ulysses: int = 0) -> InferenceRules:
     """The default sampler layout: guidance branches (and batch) on `data`, video tokens on `context`.
 
     Args:
@@ -72,6 +144,9 @@ def inference_rules(mesh: Mesh, *, branches_on_data: bool = True, tokens_on_cont
         tokens_on_context: sequence-shard video tokens (not audio: about 126 tokens, replicated).
         params: parameter rules `(regex over module paths, spec)`, checked first; parameters no rule
             matches are replicated (weights fit one GPU in bf16 / FP8).
+        weights: a weight preset (`weight_rules`), applied after `params`.
+        attention: the sequence-parallel attention strategy (`ltx_jax.parallel.STRATEGIES`).
+        ulysses: hybrid only: the Ulysses group size (0: automatic).
 
     Raises:
         ValueError: a rule uses a mesh axis twice or names an axis the mesh does not have.
@@ -84,12 +159,16 @@ def inference_rules(mesh: Mesh, *, branches_on_data: bool = True, tokens_on_cont
         (r"^activation\.video\.attention_mask$", P(d, c, None)),
         (r"^activation\.audio\.(latent|x0|timesteps|positions|attention_mask)$", P(d)),
         (r"^activation\.(video|audio)\.context$", P(d)),
-        (r"^activation\.state$", P(d)),
+        (r"^activation\.state(\.video)?$", P(d, c, None)),
+        (r"^activation\.state\.audio$", P(d)),
     ]
-    rules = tuple((pattern, spec) for pattern, spec in (*params, *acts))
+    rules = tuple((pattern, spec) for pattern, spec in (*params, *weight_rules(weights), *acts))
     for pattern, spec in rules:
         _check_spec(pattern, spec, mesh)
-    return ShardingRules(mesh, rules)
+    if attention not in STRATEGIES:
+        raise ValueError(f"attention strategy {attention!r}; expected one of {STRATEGIES}")
+    AttentionPlan(mesh, attention, ulysses)  # validates the hybrid group size now, not at the first forward
+    return InferenceRules(mesh, rules, attention=attention, ulysses=ulysses, weights=weights)
 
 
 def spec_for(rules: ShardingRules, name: str, shape: tuple[int, ...]) -> PartitionSpec:

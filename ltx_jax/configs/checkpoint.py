@@ -114,14 +114,22 @@ class Runtime:
 
     param_dtype: str = "bfloat16"
     compute_dtype: str = "bfloat16"
-    attention: str = "auto"  # "auto" picks by backend: cudnn on GPU, xla elsewhere
+    # "auto": the kernel by backend (cudnn on GPU, xla elsewhere) and, under a mesh, the best sequence-parallel
+    # strategy; "xla" / "cudnn" force a kernel; "gspmd" / "ulysses" / "ring" / "hybrid" force a strategy
+    # (`ltx_jax.parallel`) with the kernel picked by backend.
+    attention: str = "auto"
     remat: bool = False
     # FP8 files: "off" restores them dequantized in param_dtype; "weights" keeps e4m3 weights and dequantizes
     # in the compute dtype at matmul time; "scaled" runs the official static scaled matmul (ltx_jax.nn.fp8).
     fp8: str = "off"
 
-    _ATTENTION = ("auto", "xla", "cudnn")
+    _ATTENTION = ("auto", "xla", "cudnn", "gspmd", "ulysses", "ring", "hybrid")
     _FP8 = ("off", "weights", "scaled")
+
+    @property
+    def kernel(self) -> str:
+        """The local attention kernel request ("auto", "xla" or "cudnn")."""
+        return self.attention if self.attention in ("xla", "cudnn") else "auto"
 
     def __post_init__(self):
         if self.attention not in self._ATTENTION:

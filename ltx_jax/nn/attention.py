@@ -20,7 +20,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-__all__ = ["dot_product_attention", "select_implementation"]
+__all__ = ["dot_product_attention", "attention_with_lse", "select_implementation"]
 
 _CUDNN_DTYPES = (jnp.bfloat16, jnp.float16)
 
@@ -67,13 +67,37 @@ def dot_product_attention(q: jax.Array, k: jax.Array, v: jax.Array, *, bias: jax
         if bias is not None:  # cuDNN wants the bias in the activation dtype and with the full [T, S] extent
             bias = jnp.broadcast_to(bias, (*bias.shape[:2], q.shape[1], k.shape[1])).astype(q.dtype)
         return jax.nn.dot_product_attention(q, k, v, bias=bias, implementation="cudnn")
+    out, _ = _xla_attention(q, k, v, bias)
+    return out.astype(q.dtype)
+
+
+def attention_with_lse(q: jax.Array, k: jax.Array, v: jax.Array, *, bias: jax.Array | None = None,
+                       implementation: str = "auto") -> tuple[jax.Array, jax.Array]:
+    """`dot_product_attention` plus the log-sum-exp of each query's logits, for merging partial results.
+
+    Sequence-parallel attention (ring, video->audio with keys split over devices) runs this on key blocks and
+    combines the partial outputs by their log-sum-exps: `out = sum_i exp(lse_i - lse) out_i`,
+    `lse = logsumexp_i(lse_i)`.
+
+    Returns:
+        (out `[B, T, H, Dh]` float32 (XLA) or q's dtype (cuDNN), lse `[B, T, H]` float32).
+    """
+    impl = select_implementation(implementation, backend=jax.default_backend(), dtype=q.dtype,
+                                 head_dim=q.shape[-1])
+    if impl == "cudnn":
+        if bias is not None:
+            bias = jnp.broadcast_to(bias, (*bias.shape[:2], q.shape[1], k.shape[1])).astype(q.dtype)
+        out, lse = jax.nn.dot_product_attention(q, k, v, bias=bias, implementation="cudnn", return_residual=True)
+        return out, lse.astype(jnp.float32)
     return _xla_attention(q, k, v, bias)
 
 
 QUERY_BLOCK = 128  # queries per block on the XLA path (64-128 measured best on the CPU at 3k tokens)
 
 
-def _xla_attention(q: jax.Array, k: jax.Array, v: jax.Array, bias: jax.Array | None) -> jax.Array:
+def _xla_attention(q: jax.Array, k: jax.Array, v: jax.Array,
+                   bias: jax.Array | None) -> tuple[jax.Array, jax.Array]:
+    """(out `[B, T, H, D]` float32, lse `[B, T, H]` float32)."""
     b, t, h, d = q.shape
     block = min(QUERY_BLOCK, t)
     blocks = -(-t // block)
@@ -97,10 +121,13 @@ def _xla_attention(q: jax.Array, k: jax.Array, v: jax.Array, bias: jax.Array | N
         logits = jnp.einsum("bhtd,bhsd->bhts", qc, kh, preferred_element_type=jnp.float32) * (d ** -0.5)
         if bias is not None:
             logits = logits + bc
-        e = jnp.exp(logits - jnp.max(logits, axis=-1, keepdims=True))
+        m = jnp.max(logits, axis=-1, keepdims=True)
+        e = jnp.exp(logits - m)
         pv = jnp.einsum("bhts,bhsd->bhtd", e.astype(v.dtype), vh, preferred_element_type=jnp.float32)
-        return pv / jnp.sum(e, axis=-1, keepdims=True)
+        total = jnp.sum(e, axis=-1, keepdims=True)
+        return pv / total, (m + jnp.log(total))[..., 0]
 
-    out = jax.lax.map(one, (qb, bb))  # [n, B, H, blk, D]
+    out, lse = jax.lax.map(one, (qb, bb))  # [n, B, H, blk, D], [n, B, H, blk]
     out = out.transpose(1, 0, 3, 2, 4).reshape(b, blocks * block, h, d)[:, :t]
-    return out.astype(q.dtype)
+    lse = lse.transpose(1, 0, 3, 2).reshape(b, blocks * block, h)[:, :t]
+    return out, lse

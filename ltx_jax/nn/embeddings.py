@@ -18,16 +18,16 @@ TIMESTEP_CHANNELS = 256
 
 
 def timestep_embedding(t: jax.Array, dim: int = TIMESTEP_CHANNELS, max_period: float = 10000.0) -> jax.Array:
-    """[N] -> [N, dim] float32: [cos(t f), sin(t f)] with f_i = exp(-ln(max_period) i / (dim/2)).
+    """[...] -> [..., dim] float32: [cos(t f), sin(t f)] with f_i = exp(-ln(max_period) i / (dim/2)).
 
     As ltx_core with flip_sin_to_cos=True and downscale_freq_shift=0; computed in float32.
     """
     half = dim // 2
     exponent = -math.log(max_period) * jnp.arange(half, dtype=jnp.float32) / half
-    args = t.astype(jnp.float32)[:, None] * jnp.exp(exponent)[None, :]
+    args = t.astype(jnp.float32)[..., None] * jnp.exp(exponent)
     emb = jnp.concatenate([jnp.cos(args), jnp.sin(args)], axis=-1)
     if dim % 2:
-        emb = jnp.pad(emb, ((0, 0), (0, 1)))
+        emb = jnp.pad(emb, ((0, 0),) * (emb.ndim - 1) + ((0, 1),))
     return emb
 
 
@@ -49,5 +49,5 @@ class CombinedTimestepEmbedding(nnx.Module):
         self.timestep_embedder = TimestepEmbedding(TIMESTEP_CHANNELS, dim, param_dtype=param_dtype, rngs=rngs)
 
     def __call__(self, t: jax.Array, dtype: jnp.dtype) -> jax.Array:
-        """t: [N] -> [N, dim] in `dtype`."""
+        """t: [...] -> [..., dim] in `dtype`."""
         return self.timestep_embedder(timestep_embedding(t).astype(dtype))

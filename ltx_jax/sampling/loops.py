@@ -143,8 +143,8 @@ def _euler_loop(graphdef, params, video_latent, audio_latent, fixed: _Fixed, sig
         bv, ba = _blend(fixed, raw[0], raw[1])
         _report(plan, fixed, i, sigma, bv)
         out = _record(plan, xv, xa, raw)
-        xv = constrain(euler_step(xv, bv, sigma, sigma_next), rules, "activation.state")
-        xa = constrain(euler_step(xa, ba, sigma, sigma_next), rules, "activation.state")
+        xv = constrain(euler_step(xv, bv, sigma, sigma_next), rules, "activation.state.video")
+        xa = constrain(euler_step(xa, ba, sigma, sigma_next), rules, "activation.state.audio")
         return (xv, xa, last), out
 
     n = sigmas.shape[0] - 1
@@ -197,7 +197,8 @@ def _res2s_loop(graphdef, params, video_latent, audio_latent, fixed: _Fixed, eva
             return bv.astype(xv.dtype), ba.astype(xa.dtype), anc_v, eps_v, anc_a, eps_a
 
         new = jax.lax.switch(phase, (sub, full, final), None)
-        new = (constrain(new[0], rules, "activation.state"), constrain(new[1], rules, "activation.state"), *new[2:])
+        new = (constrain(new[0], rules, "activation.state.video"), constrain(new[1], rules, "activation.state.audio"),
+               *new[2:])
         return new, out
 
     f32 = lambda x: jnp.zeros(x.shape, jnp.promote_types(x.dtype, jnp.float32))  # noqa: E731
@@ -337,7 +338,8 @@ def _prepare(dit, sampler: Sampler, video: LatentState, audio: LatentState, prom
                    perturbations=g.perturbations(_num_layers(params), b), run_id=jnp.asarray(run_id, jnp.int32),
                    total=jnp.asarray(total, jnp.int32))
     if rules is not None:  # a sharded jit's inputs must live on the mesh (parameters by their rules)
-        params, vl, al = shard_state(params, rules), place(vl, rules), place(al, rules)
+        params = shard_state(params, rules)
+        vl, al = place(vl, rules, "activation.state.video"), place(al, rules, "activation.state.audio")
         fixed, args = place(fixed, rules, "activation.inputs"), place(args, rules, "activation.inputs")
     loop = _euler_loop if sampler.method == "euler" else _res2s_loop
     return loop, (graphdef, params, vl, al, fixed, *args), plan, run_id, cb

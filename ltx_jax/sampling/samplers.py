@@ -23,7 +23,7 @@ from flax import nnx, struct
 
 from ltx_jax.sampling.conditioning import LatentState, timesteps_from_mask
 from ltx_jax.sampling.guidance import GuiderParams, pass_perturbations, passes_needed
-from ltx_jax.sharding import ShardingRules, constrain
+from ltx_jax.sharding import ShardingRules, attention_plan, constrain
 from ltx_jax.transformer import Modality, Perturbations, forward
 
 __all__ = ["TextContext", "Prompt", "Guidance", "SCALE_COLUMNS", "DenoiseSpec", "denoise", "combine"]
@@ -176,7 +176,7 @@ def denoise(graphdef: nnx.GraphDef, params: nnx.State, video: LatentState, audio
         n = len(passes)
         v = _modality(video, video.latent, contexts["video"], sigma_model, sigma_t, n, "video", rules)
         a = _modality(audio, audio.latent, contexts["audio"], sigma_model, sigma_t, n, "audio", rules)
-        vx0, ax0 = forward(graphdef, params, v, a, perturbations, x0=True)
+        vx0, ax0 = forward(graphdef, params, v, a, perturbations, x0=True, plan=attention_plan(rules))
         vx0 = constrain(vx0, rules, "activation.video.x0").reshape(n, *video.latent.shape)
         ax0 = constrain(ax0, rules, "activation.audio.x0").reshape(n, *audio.latent.shape)
     else:  # one forward per pass: 1/P of the activation memory, P times the launches
@@ -186,7 +186,7 @@ def denoise(graphdef: nnx.GraphDef, params: nnx.State, video: LatentState, audio
             pert = jax.tree.map(lambda x, rows=rows: x[:, rows], perturbations)
             v = _modality(video, video.latent, contexts["video"][rows], sigma_model, sigma_t, 1, "video", rules)
             a = _modality(audio, audio.latent, contexts["audio"][rows], sigma_model, sigma_t, 1, "audio", rules)
-            outs.append(forward(graphdef, params, v, a, pert, x0=True))
+            outs.append(forward(graphdef, params, v, a, pert, x0=True, plan=attention_plan(rules)))
         vx0 = jnp.stack([o[0] for o in outs])
         ax0 = jnp.stack([o[1] for o in outs])
     guided_v = combine({k: vx0[i] for i, k in enumerate(passes)}, scales[0])

@@ -28,7 +28,7 @@ class AdaLayerNormSingle(nnx.Module):
         self.linear = Linear(dim, coefficients * dim, param_dtype=param_dtype, rngs=rngs)
 
     def __call__(self, t: jax.Array, dtype: jnp.dtype) -> tuple[jax.Array, jax.Array]:
-        """t: `[N]` (already multiplied by the timestep scale) -> (`[N, coef*dim]`, `[N, dim]`) in `dtype`."""
+        """t: `[...]` (already multiplied by the timestep scale) -> (`[..., coef*dim]`, `[..., dim]`) in `dtype`."""
         embedded = self.emb(t, dtype)
         return self.linear(jax.nn.silu(embedded)), embedded
 

@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from ltx_jax.nn.attention import dot_product_attention
+from ltx_jax.parallel import AttentionPlan, attend
 from ltx_jax.nn.linear import Linear
 from ltx_jax.nn.norms import rms_norm
 from ltx_jax.nn.rope import apply_rope
@@ -49,7 +49,7 @@ class Attention(nnx.Module):
 
     def __call__(self, x: jax.Array, context: jax.Array | None = None, *, pe: Rope | None = None,
                  k_pe: Rope | None = None, bias: jax.Array | None = None,
-                 keep: jax.Array | None = None) -> jax.Array:
+                 keep: jax.Array | None = None, plan: AttentionPlan | None = None, role: str = "text") -> jax.Array:
         """Attention output projected back to the query width.
 
         Args:
@@ -59,6 +59,8 @@ class Attention(nnx.Module):
             bias: additive logits bias `[B, 1, T, S]` or None.
             keep: `[B]` in {0, 1}: 0 replaces the attention result by the value projection before the
                 gate and `to_out` (STG), per sample. None: attention everywhere.
+            plan, role: the sequence-parallel plan of the forward (None: single device / GSPMD) and this
+                call's role in it (`ltx_jax.parallel.ROLES`).
 
         Returns:
             `[B, T, query_dim]`.
@@ -72,7 +74,7 @@ class Attention(nnx.Module):
             q = apply_rope(q, *pe)
             k = apply_rope(k, *(pe if k_pe is None else k_pe))
         split = lambda a: a.reshape(a.shape[0], a.shape[1], self.heads, self.head_dim)  # noqa: E731
-        out = dot_product_attention(split(q), split(k), split(v), bias=bias, implementation=self.implementation)
+        out = attend(split(q), split(k), split(v), bias, plan, role, self.implementation)
         out = out.reshape(b, t, -1)
         if keep is not None:
             # ltx_core blends attn*m + v*(1-m); with m in {0, 1} this is exactly one or the other.

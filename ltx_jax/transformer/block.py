@@ -40,7 +40,7 @@ class BasicAVTransformerBlock(nnx.Module):
     def __init__(self, config: TransformerConfig, runtime: Runtime, *, rngs: nnx.Rngs):
         c = config
         self.eps, self.cross_attention_adaln = c.norm_eps, c.cross_attention_adaln
-        kw = dict(gated=c.apply_gated_attention, eps=c.norm_eps, implementation=runtime.attention,
+        kw = dict(gated=c.apply_gated_attention, eps=c.norm_eps, implementation=runtime.kernel,
                   param_dtype=jnp.dtype(runtime.param_dtype), rngs=rngs)
         pd = jnp.dtype(runtime.param_dtype)
         v, a = c.inner_dim, c.audio_inner_dim
@@ -64,9 +64,9 @@ class BasicAVTransformerBlock(nnx.Module):
             self.audio_prompt_scale_shift_table = nnx.Param(jnp.zeros((2, a), pd))
 
     def _text_cross_attention(self, x: jax.Array, args: StreamArgs, attn: Attention, table: nnx.Param,
-                              prompt_table: nnx.Param | None) -> jax.Array:
+                              prompt_table: nnx.Param | None, role: str) -> jax.Array:
         if not self.cross_attention_adaln:  # LTX-2: plain pre-norm cross-attention, no gate
-            return attn(rms_norm(x, eps=self.eps), args.context, bias=args.context_bias)
+            return attn(rms_norm(x, eps=self.eps), args.context, bias=args.context_bias, plan=args.plan, role=role)
         # LTX-2.3: the query is modulated (rows 6-8: shift, scale, gate); the context is modulated by
         # the prompt AdaLN of the scalar sigma (row 0 shift, row 1 scale) and is not normalised.
         shift_q, scale_q, gate = _ada(table[...], args.timesteps, slice(6, 9))
@@ -75,13 +75,14 @@ class BasicAVTransformerBlock(nnx.Module):
             args.prompt_timestep.reshape(b, args.prompt_timestep.shape[1], 2, -1)
         shift_kv, scale_kv = kv[:, :, 0], kv[:, :, 1]
         q_in = rms_norm(x, eps=self.eps) * (1 + scale_q) + shift_q
-        return attn(q_in, args.context * (1 + scale_kv) + shift_kv, bias=args.context_bias) * gate
+        return attn(q_in, args.context * (1 + scale_kv) + shift_kv, bias=args.context_bias, plan=args.plan,
+                    role=role) * gate
 
-    def _self_and_text(self, x, args: StreamArgs, keep, attn1, attn2, table, prompt_table):
+    def _self_and_text(self, x, args: StreamArgs, keep, attn1, attn2, table, prompt_table, stream: str):
         shift, scale, gate = _ada(table[...], args.timesteps, slice(0, 3))
         h = rms_norm(x, eps=self.eps) * (1 + scale) + shift
-        x = x + attn1(h, pe=args.pe, bias=args.self_bias, keep=keep) * gate
-        return x + self._text_cross_attention(x, args, attn2, table, prompt_table)
+        x = x + attn1(h, pe=args.pe, bias=args.self_bias, keep=keep, plan=args.plan, role=f"{stream}_self") * gate
+        return x + self._text_cross_attention(x, args, attn2, table, prompt_table, f"{stream}_text")
 
     def _feed_forward(self, x, args: StreamArgs, ff, table):
         shift, scale, gate = _ada(table[...], args.timesteps, slice(3, 6))
@@ -105,10 +106,10 @@ class BasicAVTransformerBlock(nnx.Module):
         audio_prompt = getattr(self, "audio_prompt_scale_shift_table", None)
         if run_v:
             vx = self._self_and_text(vx, video, keep["video_self_attn"], self.attn1, self.attn2,
-                                     self.scale_shift_table, prompt)
+                                     self.scale_shift_table, prompt, "video")
         if run_a:
             ax = self._self_and_text(ax, audio, keep["audio_self_attn"], self.audio_attn1, self.audio_attn2,
-                                     self.audio_scale_shift_table, audio_prompt)
+                                     self.audio_scale_shift_table, audio_prompt, "audio")
         run_a2v = run_v and audio is not None
         run_v2a = run_a and video is not None
         if run_a2v or run_v2a:
@@ -118,13 +119,13 @@ class BasicAVTransformerBlock(nnx.Module):
                 v_scale, v_shift, v_gate = _av_ada(vt, video.cross_scale_shift, video.cross_gate, slice(0, 2))
                 a_scale, a_shift, _ = _av_ada(at, audio.cross_scale_shift, audio.cross_gate, slice(0, 2))
                 out = self.audio_to_video_attn(vn * (1 + v_scale) + v_shift, an * (1 + a_scale) + a_shift,
-                                               pe=video.cross_pe, k_pe=audio.cross_pe)
+                                               pe=video.cross_pe, k_pe=audio.cross_pe, plan=video.plan, role="a2v")
                 vx = vx + out * v_gate * keep["a2v_cross_attn"].astype(vx.dtype)[:, None, None]
             if run_v2a:
                 a_scale, a_shift, a_gate = _av_ada(at, audio.cross_scale_shift, audio.cross_gate, slice(2, 4))
                 v_scale, v_shift, _ = _av_ada(vt, video.cross_scale_shift, video.cross_gate, slice(2, 4))
                 out = self.video_to_audio_attn(an * (1 + a_scale) + a_shift, vn * (1 + v_scale) + v_shift,
-                                               pe=audio.cross_pe, k_pe=video.cross_pe)
+                                               pe=audio.cross_pe, k_pe=video.cross_pe, plan=video.plan, role="v2a")
                 ax = ax + out * a_gate * keep["v2a_cross_attn"].astype(ax.dtype)[:, None, None]
         if run_v:
             vx = self._feed_forward(vx, video, self.ff, self.scale_shift_table)

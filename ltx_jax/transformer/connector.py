@@ -24,7 +24,7 @@ class _Block1D(nnx.Module):
 
     def __init__(self, dim: int, heads: int, head_dim: int, gated: bool, runtime: Runtime, *, rngs: nnx.Rngs):
         pd = jnp.dtype(runtime.param_dtype)
-        self.attn1 = Attention(dim, None, heads, head_dim, gated=gated, implementation=runtime.attention,
+        self.attn1 = Attention(dim, None, heads, head_dim, gated=gated, implementation=runtime.kernel,
                                param_dtype=pd, rngs=rngs)
         self.ff = FeedForward(dim, param_dtype=pd, rngs=rngs)
 

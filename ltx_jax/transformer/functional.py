@@ -12,6 +12,8 @@ import functools
 import jax
 from flax import nnx
 
+from ltx_jax.parallel import AttentionPlan
+
 from ltx_jax.transformer.model import LTXModel, X0Model
 from ltx_jax.transformer.modality import Modality, Perturbations
 from ltx_jax.transformer.text_embeddings import EmbeddingsProcessor
@@ -19,9 +21,9 @@ from ltx_jax.transformer.text_embeddings import EmbeddingsProcessor
 __all__ = ["forward", "encode_text"]
 
 
-@functools.partial(jax.jit, static_argnames=("graphdef", "x0"))
+@functools.partial(jax.jit, static_argnames=("graphdef", "x0", "plan"))
 def forward(graphdef: nnx.GraphDef, state: nnx.State, video: Modality | None, audio: Modality | None,
-            perturbations: Perturbations | None = None, *, x0: bool = False):
+            perturbations: Perturbations | None = None, *, x0: bool = False, plan: AttentionPlan | None = None):
     """`LTXModel` (velocities) or `X0Model` (x0 = x - v*sigma_token) on one step's inputs.
 
     Args:
@@ -30,12 +32,13 @@ def forward(graphdef: nnx.GraphDef, state: nnx.State, video: Modality | None, au
         perturbations: `Perturbations` (STG, isolation) or None; array-valued, so changing it does not
             recompile.
         x0: return denoised predictions instead of velocities.
+        plan: sequence-parallel attention plan (static; `ltx_jax.sharding.attention_plan(rules)`) or None.
 
     Returns:
         (video, audio) outputs, None for an absent stream.
     """
     model: LTXModel = nnx.merge(graphdef, state)
-    return (X0Model(model) if x0 else model)(video, audio, perturbations)
+    return (X0Model(model) if x0 else model)(video, audio, perturbations, plan=plan)
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef",))

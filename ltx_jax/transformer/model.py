@@ -12,6 +12,8 @@ one after the other (`ltx_jax.convert.fp8_restore`).
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 from flax import nnx
@@ -19,6 +21,7 @@ from flax import nnx
 from ltx_jax.configs import Runtime, TransformerConfig
 from ltx_jax.nn.linear import Linear
 from ltx_jax.nn.norms import layer_norm
+from ltx_jax.parallel import STRATEGIES, AttentionPlan
 from ltx_jax.transformer.adaln import AdaLayerNormSingle, CaptionProjection
 from ltx_jax.transformer.block import BasicAVTransformerBlock
 from ltx_jax.transformer.modality import PERTURBATION_TYPES, Modality, Perturbations
@@ -51,6 +54,7 @@ class LTXModel(nnx.Module):
                              f"{c.inner_dim} / {c.audio_inner_dim} (ltx-core assumes it)")
         pd = jnp.dtype(runtime.param_dtype)
         self.compute_dtype = jnp.dtype(runtime.compute_dtype)
+        self.attention = runtime.attention
         v, a, coef = c.inner_dim, c.audio_inner_dim, c.adaln_coefficients
         adaln = lambda dim, k: AdaLayerNormSingle(dim, k, param_dtype=pd, rngs=rngs)  # noqa: E731
         self.patchify_proj = Linear(c.in_channels, v, param_dtype=pd, rngs=rngs)
@@ -144,14 +148,16 @@ class LTXModel(nnx.Module):
 
     # -- forward -------------------------------------------------------------------------------
 
-    def __call__(self, video: Modality | None, audio: Modality | None,
-                 perturbations: Perturbations | None = None) -> tuple[jax.Array | None, jax.Array | None]:
+    def __call__(self, video: Modality | None, audio: Modality | None, perturbations: Perturbations | None = None,
+                 *, plan: AttentionPlan | None = None) -> tuple[jax.Array | None, jax.Array | None]:
         """Velocities.
 
         Args:
             video: video stream inputs (latent `[B, Tv, in_channels]`) or None for an audio-only run.
             audio: audio stream inputs (latent `[B, Ta, audio_in_channels]`) or None for a video-only run.
             perturbations: per-block, per-sample attention skips (STG, modality isolation) or None.
+            plan: sequence-parallel attention plan (`ltx_jax.sharding.attention_plan`), or None. A strategy
+                named in the model's `Runtime.attention` overrides the plan's.
 
         Returns:
             (video velocity `[B, Tv, out_channels]` or None, audio velocity `[B, Ta, audio_out_channels]`
@@ -167,6 +173,11 @@ class LTXModel(nnx.Module):
             raise ValueError(f"video batch {batch} != audio batch {audio.latent.shape[0]}")
         vx, vargs = self._prepare(video, audio, False) if video is not None else (None, None)
         ax, aargs = self._prepare(audio, video, True) if audio is not None else (None, None)
+        if plan is not None and self.attention in STRATEGIES and self.attention != "auto":
+            plan = dataclasses.replace(plan, strategy=self.attention,
+                                       ulysses=plan.ulysses if self.attention == "hybrid" else 0)
+        vargs = vargs.replace(plan=plan) if vargs is not None else None
+        aargs = aargs.replace(plan=plan) if aargs is not None else None
         if perturbations is None:
             perturbations = Perturbations.none(self.config.num_layers, batch)
         keep = perturbations.keep()
@@ -202,9 +213,9 @@ class X0Model(nnx.Module):
     def __init__(self, velocity_model: LTXModel):
         self.velocity_model = velocity_model
 
-    def __call__(self, video: Modality | None, audio: Modality | None,
-                 perturbations: Perturbations | None = None) -> tuple[jax.Array | None, jax.Array | None]:
+    def __call__(self, video: Modality | None, audio: Modality | None, perturbations: Perturbations | None = None,
+                 *, plan: AttentionPlan | None = None) -> tuple[jax.Array | None, jax.Array | None]:
         """Same arguments as `LTXModel`; returns x0 per stream in the dtype of that stream's latent."""
-        v, a = self.velocity_model(video, audio, perturbations)
+        v, a = self.velocity_model(video, audio, perturbations, plan=plan)
         return (to_denoised(video.latent, v, video.timesteps) if v is not None else None,
                 to_denoised(audio.latent, a, audio.timesteps) if a is not None else None)

@@ -12,6 +12,7 @@ from flax import struct
 
 from ltx_jax.configs import TransformerConfig
 from ltx_jax.nn.rope import rope_tables
+from ltx_jax.parallel import AttentionPlan
 from ltx_jax.transformer.adaln import AdaLayerNormSingle
 from ltx_jax.transformer.modality import Modality
 
@@ -35,6 +36,7 @@ class StreamArgs:
         cross_scale_shift: `[B, 1, 4*D]` AV modulation from the other stream's sigma, or None.
         cross_gate: `[B, 1, D]` AV gate from the other stream's sigma, or None.
         enabled: static; False: the blocks leave this stream as it is.
+        plan: static; the forward's sequence-parallel attention plan (`ltx_jax.parallel`) or None.
     """
 
     context: jax.Array
@@ -48,13 +50,18 @@ class StreamArgs:
     cross_scale_shift: jax.Array | None = None
     cross_gate: jax.Array | None = None
     enabled: bool = struct.field(pytree_node=False, default=True)
+    plan: AttentionPlan | None = struct.field(pytree_node=False, default=None)
 
 
 def timestep_modulation(adaln: AdaLayerNormSingle, t: jax.Array, batch: int, scale: float,
                         dtype: jnp.dtype) -> tuple[jax.Array, jax.Array]:
-    """`[B, T']` (or anything that flattens to B*T') sigmas -> (`[B, T', coef*D]`, `[B, T', D]`)."""
-    mod, emb = adaln((t.astype(jnp.float32) * scale).reshape(-1), dtype)
-    return mod.reshape(batch, -1, mod.shape[-1]), emb.reshape(batch, -1, emb.shape[-1])
+    """`[B, T']` (or anything that flattens to B*T') sigmas -> (`[B, T', coef*D]`, `[B, T', D]`).
+
+    The batch and token axes stay separate (no flattening to B*T'), so a `[B, T]` input sharded over
+    `data` x `context` keeps that sharding through the embedding MLP and the modulation.
+    """
+    mod, emb = adaln((t.astype(jnp.float32) * scale).reshape(batch, -1), dtype)
+    return mod, emb
 
 
 def self_attention_bias(mask: jax.Array | None, dtype: jnp.dtype) -> jax.Array | None:
