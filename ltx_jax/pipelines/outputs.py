@@ -123,8 +123,13 @@ def write_frames_dir(out: Path, frames: np.ndarray, fps: float, formats: tuple[s
     if "mp4" in formats:
         written.append(write_video(out / "video.mp4", frames, fps, audio, sample_rate))
     with atomic_path(out / "latents.npz") as tmp, open(tmp, "wb") as fh:
-        np.savez(fh, video_latent=np.asarray(generation.latent), audio_tokens=np.asarray(generation.audio))
+        np.savez(fh, video_latent=np.asarray(generation.latent, np.float32),
+                 audio_tokens=np.asarray(generation.audio, np.float32))
     written.append(out / "latents.npz")
+    if audio is not None:
+        with atomic_path(out / "audio.npz") as tmp, open(tmp, "wb") as fh:
+            np.savez(fh, waveform=audio, sample_rate=np.int32(sample_rate))
+        written.append(out / "audio.npz")
     return written
 
 

@@ -49,10 +49,10 @@ def _rules(plan):
     from ltx_jax.sharding import inference_rules, make_mesh
 
     mesh = make_mesh(**plan.mesh)
-    if plan.weights != "replicated" or "weights" in cap.weight_presets():
-        if "fsdp" in cap.weight_presets():
-            return inference_rules(mesh, weights=plan.weights)
-    return inference_rules(mesh)
+    if "fsdp" not in cap.weight_presets():
+        return inference_rules(mesh)
+    strategy = plan.attention if plan.attention not in ("xla", "cudnn") else "auto"
+    return inference_rules(mesh, weights=plan.weights, attention=strategy)
 
 
 def _runtime(plan):
@@ -124,10 +124,11 @@ def _audio(plan, models, out, runtime):
         return None, None, "no audio decoder in this build (ltx_jax.audio_vae); the mp4 has no sound track"
     if not plan.component_params.get("audio_vae_decoder") or not plan.component_params.get("vocoder"):
         return None, None, "the checkpoint has no audio VAE decoder / vocoder; the mp4 has no sound track"
-    from ltx_jax.audio_vae import decode_audio, load_audio_decoder, load_vocoder
+    from ltx_jax.audio_vae import decode_audio, load_audio_decoder, load_vocoder, tokens_to_latent
     decoder, vocoder = load_audio_decoder(plan.checkpoint, runtime), load_vocoder(plan.checkpoint, runtime)
-    wave, rate = decode_audio(decoder, vocoder, out.audio)
-    return np.asarray(wave)[0], int(rate), "decoded"
+    wave, rate = decode_audio(decoder, vocoder, tokens_to_latent(out.audio, decoder.config.z_channels
+                                                                 if hasattr(decoder.config, "z_channels") else 8))
+    return np.asarray(wave, np.float32)[0], int(rate), "audio VAE + vocoder"
 
 
 def run(args: argparse.Namespace) -> int:

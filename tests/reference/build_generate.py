@@ -13,15 +13,16 @@ feature extractor and connectors: the official Gemma path), stage 1 at half size
 `upsample_video`, stage 2 (3 steps), the untiled decode with the pipeline's generator. Departures, all forced by
 CPU-only tiny files: `torch.cuda.synchronize` is a no-op (CPU torch has no CUDA); the pipeline's built-in 12B
 Gemma config and the feature extractor's width are the tiny folder's while the ledger builds them
-(`tiny_ledger_config`, `gemma_width`); the video latent channels are the preset's 16; no audio decode (the tiny
-checkpoint has no audio VAE). Every draw of the generator is recorded (noiser calls, decoder noise) so another
+(`tiny_ledger_config`, `gemma_width`); the video latent channels are the preset's 16. The main checkpoint has no
+audio VAE, so the builder adds the audio builder's tiny LTX-2.3 audio VAE and vocoder (`ltx23-audio-tiny`,
+calibrated as there) to the copied checkpoint; `decode_audio` then runs as in the pipeline. Every draw of the generator is recorded (noiser calls, decoder noise) so another
 implementation can replay the run.
 
 Writes DIR/ (built under a temporary name, renamed at the end): gemma/, ltx_checkpoint.safetensors,
 upsampler_spatial_x2_rational.safetensors, fixtures.npz (`ctx.video_encoding`, `ctx.audio_encoding`,
 `loop.{stage1,stage2}.{video,audio}.noise` token layout, `loop.decode.noise` [B, C, F, H, W],
 `loop.decode.out.video` float [B, 3, F, H, W], `loop.decode.out.frames` uint8 [F, H, W, 3] as `decode_video`
-maps them), manifest.json (prompt, pixel shape, seed, versions).
+maps them, `loop.audio.out.waveform` [channels, samples], `loop.audio.sample_rate`), manifest.json (prompt, pixel shape, seed, versions).
 """
 
 import argparse
@@ -38,7 +39,12 @@ import torch  # noqa: E402
 
 torch.set_num_threads(1)
 
+sys.path.insert(0, str(Path(__file__).resolve().parent / "stubs"))  # this checkout's torchaudio stub first
+
+import safetensors.torch  # noqa: E402
+
 from ltxref.atomic import Laps, build_atomically  # noqa: E402
+from ltxref.audio import calibrate, checkpoint_config as audio_config, generate_state_dict  # noqa: E402
 from ltxref.gemma_folder import write_folder  # noqa: E402
 from ltxref.gemma_runs import tiny_ledger_config  # noqa: E402
 from ltxref.loop import RecordingNoiser  # noqa: E402
@@ -46,6 +52,7 @@ from ltxref.official import gemma_width, package_versions  # noqa: E402
 from ltxref.record import Recorder  # noqa: E402
 from ltxref.vae_cases import decode  # noqa: E402
 from ltx_core.components.diffusion_steps import EulerDiffusionStep  # noqa: E402
+from ltx_core.model.audio_vae import decode_audio  # noqa: E402
 from ltx_core.model.upsampler import upsample_video  # noqa: E402
 from ltx_core.types import VideoPixelShape  # noqa: E402
 from ltx_pipelines.utils.constants import DISTILLED_SIGMA_VALUES, STAGE_2_DISTILLED_SIGMA_VALUES  # noqa: E402
@@ -77,8 +84,18 @@ def build(out: Path, main: Path, seed: int) -> dict:
     if main_manifest.get("config_name", main_manifest.get("config")) not in (None, "ltx23-tiny") and \
             "ltx23" not in str(main):
         raise ValueError(f"{main}: expected an ltx23-tiny main fixture")
-    for name in (CHECKPOINT, UPSAMPLER):
-        shutil.copyfile(main / name, out / name)
+    shutil.copyfile(main / UPSAMPLER, out / UPSAMPLER)
+    # The main tiny checkpoint plus the tiny LTX-2.3 audio VAE and vocoder (BigVGAN-v2 + BWE to 48 kHz) of the
+    # audio builder's `ltx23-audio-tiny` preset, weights calibrated as that builder does: one official file.
+    audio_preset = json.loads((Path(__file__).resolve().parent / "configs" / "ltx23-audio-tiny.json").read_text())
+    audio, modules = generate_state_dict(audio_preset, seed)
+    calibrate(audio, modules, audio_preset, seed)
+    tensors = safetensors.torch.load_file(str(main / CHECKPOINT))
+    with safetensors.safe_open(str(main / CHECKPOINT), framework="pt") as f:
+        meta = dict(f.metadata())
+    config = {**json.loads(meta["config"]), **audio_config(audio_preset)}
+    safetensors.torch.save_file({**tensors, **{k: v.contiguous() for k, v in audio.items()}}, str(out / CHECKPOINT),
+                                metadata={**meta, "config": json.dumps(config)})
     text = gemma_config(preset)
     info = write_folder(out / "gemma", text, seed)
     lap("files")
@@ -125,6 +142,8 @@ def build(out: Path, main: Path, seed: int) -> dict:
     lap("loop")
     video, decode_noise = decode(ledger.video_decoder(), video_state.latent, generator)
     lap("decode")
+    audio_out = decode_audio(audio_state.latent, ledger.audio_decoder(), ledger.vocoder())
+    lap("audio")
 
     labels = ("stage1.video", "stage1.audio", "stage2.video", "stage2.audio")
     if len(noiser.calls) != len(labels):
@@ -132,6 +151,9 @@ def build(out: Path, main: Path, seed: int) -> dict:
     for label, call in zip(labels, noiser.calls, strict=True):
         rec.add(f"loop.{label}.noise", call["noise"].float(), note="token layout [B, T, C], bf16 draw")
     rec.add("loop.stage2.out.video_latent", video_state.latent.float(), note="unpatchified [B, C, F, H, W]")
+    rec.add("loop.stage2.out.audio_latent", audio_state.latent.float(), note="unpatchified [B, 8, T, 16]")
+    rec.add("loop.audio.out.waveform", audio_out.waveform.float(), note="decode_audio (audio VAE + vocoder + BWE)")
+    rec.add("loop.audio.sample_rate", torch.tensor([audio_out.sampling_rate]), note="Hz")
     if decode_noise is not None:
         rec.add("loop.decode.noise", decode_noise.float(), note="drawn from the pipeline generator after stage 2")
     rec.add("loop.decode.out.video", video.float(), note="bf16 decoder output before the uint8 mapping")
