@@ -163,6 +163,31 @@ def test_every_pipeline(files, tmp_path, pipeline, extra):
         assert side["timings"]["stage1"]["steps"] == 5  # res_2s: 2 evaluations per step + the final one
 
 
+@pytest.fixture(scope="module")
+def fp8_checkpoint(files, tmp_path_factory) -> Path:
+    """The tiny checkpoint quantized by our quantizer into the official FP8 layout (per-tensor scaled e4m3 with
+    calibrated input scales; block 0 stays bf16 as in the official files)."""
+    from ltx_jax.pipelines.quantize import QuantizeSpec, quantize_checkpoint
+
+    out = tmp_path_factory.mktemp("fp8") / "ltx23-tiny-fp8.safetensors"
+    quantize_checkpoint(files["checkpoint"], out, QuantizeSpec(mode="scaled", frames=9, height=64, width=64))
+    return out
+
+
+@pytest.mark.parametrize("mode", ["off", "weights", "scaled"])
+def test_fp8_modes(files, fp8_checkpoint, tmp_path, mode):
+    """An FP8 file in each mode: dequantized at load (off), e4m3 kept with per-matmul dequantization (weights), the
+    official static scaled matmul (scaled)."""
+    out = tmp_path / "v.mp4"
+    argv = _args(files, out, "--pipeline", "dev-one-stage", "--steps", "2", "--height", "64", "--width", "64",
+                 "--video-stg-blocks", "1", "--audio-stg-blocks", "1", "--fp8", mode)
+    argv[argv.index(str(files["checkpoint"]))] = str(fp8_checkpoint)
+    assert main(argv) == 0
+    side = json.loads(out.with_suffix(".json").read_text())
+    assert side["resolved"]["fp8"] == mode and side["files"][0]["kind"] == "ltx_checkpoint"
+    assert _decode_mp4(out)[0].shape == (17, 64, 64, 3)
+
+
 class _Interrupt:
     """A phase listener that interrupts the run when stage 2 starts: by KeyboardInterrupt or by SIGTERM."""
 
@@ -245,6 +270,8 @@ BASE = ["--prompt-file", "PROMPT", "--checkpoint", "CKPT", "--upsampler", "UPS"]
     (["a prompt", *BASE, *SIZE], "give the prompt as text or as --prompt-file, not both"),
     (["--checkpoint", "CKPT", "--upsampler", "UPS", *SIZE], "no prompt"),
     (["a cat", "--checkpoint", "CKPT", "--upsampler", "UPS", *SIZE], "needs --gemma"),
+    ([*BASE, *SIZE, "--fp8", "weights"], "--fp8 weights: .* holds no FP8 weights; pass an FP8 checkpoint"),
+    ([*BASE, *SIZE, "--attention", "flash"], "--attention flash: choose from auto, xla, cudnn, gspmd, ulysses"),
     ([*BASE, *SIZE, "--memory-limit", "0.0092"], "needs about .* per device .*Options that would make it fit:"
                                                  "(.|\n)*a smaller size: --height 64 --width 64"),
 ])

@@ -425,7 +425,8 @@ def _check_runtime_options(plan: Plan) -> None:
             raise PlanError(f"--fp8 {plan.fp8}: this build has no FP8 matmuls (ltx_jax.nn.fp8); use --fp8 off "
                             "(an FP8 file then loads dequantized)")
         if not plan.fp8_file and not cap.can_quantize():
-            raise PlanError(f"--fp8 {plan.fp8}: {plan.checkpoint} holds no FP8 weights; pass an FP8 checkpoint")
+            raise PlanError(f"--fp8 {plan.fp8}: {plan.checkpoint} holds no FP8 weights; pass an FP8 checkpoint (an "
+                            "official one, or one written by ltx_jax.pipelines.quantize.quantize_checkpoint)")
     if plan.attention not in cap.attention_choices():
         raise PlanError(f"--attention {plan.attention}: choose from {', '.join(cap.attention_choices())}")
     if plan.weights != "replicated" and plan.weights not in cap.weight_presets():

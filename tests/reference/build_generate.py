@@ -4,8 +4,8 @@ Run with the reference interpreter (never imports ltx_jax):
 
     .venv-ref/bin/python tests/reference/build_generate.py --main MAIN_FIXTURE_DIR --out DIR [--seed 0]
 
-MAIN_FIXTURE_DIR is a main fixture directory of the `ltx23-tiny` preset (tests/reference/build.py): its
-checkpoint and x2 upsampler are copied. Next to them the builder writes a tiny Hugging Face Gemma-3 folder whose
+MAIN_FIXTURE_DIR is a main fixture directory of an LTX-2.3 preset (tests/reference/build.py, e.g. `ltx23-tiny`):
+its checkpoint and x2 upsampler are copied and its preset (manifest `config`) sizes the Gemma folder. Next to them the builder writes a tiny Hugging Face Gemma-3 folder whose
 width and depth are the preset's `text_encoder` (hidden 48, 2 layers; tests/reference/ltxref/gemma_folder.py,
 the gemma builder's writer), then runs `DistilledPipeline.__call__` of ltx-pipelines 1.0.0 as its source reads,
 with the official functions and the ModelLedger in bf16: `encode_prompts([PROMPT], ledger)` (tokenizer, Gemma,
@@ -79,11 +79,9 @@ def gemma_config(preset: dict) -> dict:
 
 def build(out: Path, main: Path, seed: int) -> dict:
     lap = Laps()
-    main_manifest = json.loads((main / "manifest.json").read_text())
-    preset = json.loads((Path(__file__).resolve().parent / "configs" / "ltx23-tiny.json").read_text())
-    if main_manifest.get("config_name", main_manifest.get("config")) not in (None, "ltx23-tiny") and \
-            "ltx23" not in str(main):
-        raise ValueError(f"{main}: expected an ltx23-tiny main fixture")
+    preset = json.loads((main / "manifest.json").read_text())["config"]  # the main fixture's own preset
+    if "text_encoder" not in preset or not str(preset.get("model_version", "")).startswith("2.3"):
+        raise ValueError(f"{main}: expected an LTX-2.3 main fixture whose preset names its text_encoder width")
     shutil.copyfile(main / UPSAMPLER, out / UPSAMPLER)
     # The main tiny checkpoint plus the tiny LTX-2.3 audio VAE and vocoder (BigVGAN-v2 + BWE to 48 kHz) of the
     # audio builder's `ltx23-audio-tiny` preset, weights calibrated as that builder does: one official file.
