@@ -141,7 +141,7 @@ def test_second_run_reuses_the_compilation_cache(files, tmp_path, capsys):
     ("dev", ["--steps", "2", "--lora", "LORA:0.5", "--image", "IMG:16:0.8", "--video-stg-blocks", "1",
              "--audio-stg-blocks", "0"]),
     ("dev-one-stage", ["--steps", "2", "--height", "64", "--width", "64", "--image", "IMG", "0", "0.5",
-                       "--video-stg-blocks", "1", "--audio-stg-blocks", "1"]),
+                       "--video-stg-blocks", "1", "--audio-stg-blocks", "1"]),  # = DEV1 below
     ("hq", ["--steps", "2"]),
 ])
 def test_every_pipeline(files, tmp_path, pipeline, extra):
@@ -180,7 +180,8 @@ def test_fp8_modes(files, fp8_checkpoint, tmp_path, mode):
     official static scaled matmul (scaled)."""
     out = tmp_path / "v.mp4"
     argv = _args(files, out, "--pipeline", "dev-one-stage", "--steps", "2", "--height", "64", "--width", "64",
-                 "--video-stg-blocks", "1", "--audio-stg-blocks", "1", "--fp8", mode)
+                 "--image", str(files["image"]), "0", "0.5", "--video-stg-blocks", "1", "--audio-stg-blocks", "1",
+                 "--fp8", mode)  # the dev-one-stage run above: "off" reuses its executables
     argv[argv.index(str(files["checkpoint"]))] = str(fp8_checkpoint)
     assert main(argv) == 0
     side = json.loads(out.with_suffix(".json").read_text())
