@@ -273,7 +273,7 @@ BASE = ["--prompt-file", "PROMPT", "--checkpoint", "CKPT", "--upsampler", "UPS"]
     (["a cat", "--checkpoint", "CKPT", "--upsampler", "UPS", *SIZE], "needs --gemma"),
     ([*BASE, *SIZE, "--fp8", "weights"], "--fp8 weights: .* holds no FP8 weights; pass an FP8 checkpoint"),
     ([*BASE, *SIZE, "--attention", "flash"], "--attention flash: choose from auto, xla, cudnn, gspmd, ulysses"),
-    ([*BASE, *SIZE, "--memory-limit", "0.0092"], "needs about .* per device .*Options that would make it fit:"
+    ([*BASE, *SIZE, "--memory-limit", "0.0092"], r"needs about 11.9 MiB per device \(phase decode: activations 8.5 MiB(.|\n)*Options that would make it fit:"
                                                  "(.|\n)*a smaller size: --height 64 --width 64"),
 ])
 def test_errors_before_anything_heavy(files, tmp_path, capsys, argv, message):
@@ -296,6 +296,9 @@ import json, sys
 import numpy as np
 from ltx_jax.cli import main
 args, outs = json.loads(sys.argv[1]), {}
+narrow = list(args)
+narrow[narrow.index("--width") + 1] = "128"  # 12 stage-1 tokens: no equal shards on 8 devices, refused up front
+assert main(["generate", *narrow, "--mesh", "data=1,context=8", "--out", sys.argv[2] + "/narrow.mp4"]) == 2
 for mesh in ("data=1,context=8", "data=2,context=4"):
     out = sys.argv[2] + "/" + mesh.replace(",", "_").replace("=", "")
     assert main(["generate", *args, "--mesh", mesh, "--out", out, "--format", "npz"]) == 0
@@ -315,11 +318,13 @@ def test_mesh_runs_give_the_same_frames(files, tmp_path):
     args = _main_run(files, tmp_path / "unused")[1:]
     args = args[:args.index("--out")] + args[args.index("--out") + 2:]
     args = [a for a in args if a not in ("--preview", str(files["tae"]), "--preview-every", "4")]
+    args[args.index("--width") + 1] = "512"  # 48 and 192 video tokens: equal shards on 8 and on 4 devices
     assert main(["generate", *args, "--out", str(tmp_path / "single"), "--format", "npz"]) == 0
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8", "PYTHONPATH": str(ROOT)}
     result = subprocess.run([sys.executable, "-c", MESH_SCRIPT, json.dumps(args), str(tmp_path)], env=env, cwd=ROOT,
                             capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-4000:]
+    assert "stage1 has 12 video tokens (latent grid 3x2x2), not divisible by context=8" in result.stderr
     outs = json.loads(result.stdout.strip().splitlines()[-1])
     single = np.load(tmp_path / "single" / "video.npz")["frames"].astype(int)
     single_latent = np.load(tmp_path / "single" / "latents.npz")["video_latent"].astype(np.float32)

@@ -127,7 +127,7 @@ def _file_params(plan, role: str) -> int:
 
 
 def _fmt(n: int) -> str:
-    return f"{n / GiB:.2f} GiB" if n >= GiB / 100 else f"{n / 1024**2:.1f} MiB"
+    return f"{n / GiB:.2f} GiB" if n >= GiB else f"{n / 1024**2:.1f} MiB"
 
 
 def _scaled_stages(plan, factor: float):

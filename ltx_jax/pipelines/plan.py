@@ -413,7 +413,19 @@ def build_plan(args, *, devices: int | None = None) -> Plan:
                 temporal_upsampler=args.temporal_upsampler if args.temporal_upscale else None,
                 preview=args.preview, preview_every=args.preview_every)
     _check_runtime_options(plan)
+    ctx = mesh["context"]
+    if ctx > 1 and args.attention != "gspmd" and "gspmd" in _attention_choices():
+        for st in stages:
+            if st.video_tokens % ctx:
+                raise PlanError(f"{st.name} has {st.video_tokens} video tokens (latent grid {'x'.join(map(str, st.grid))}"
+                                f"), not divisible by context={ctx}: sequence-parallel attention needs equal shards. "
+                                f"Use --attention gspmd, another --mesh, or a size whose token count divides")
     return plan
+
+
+def _attention_choices() -> tuple[str, ...]:
+    from ltx_jax.pipelines import capabilities as cap
+    return cap.attention_choices()
 
 
 def _check_runtime_options(plan: Plan) -> None:
