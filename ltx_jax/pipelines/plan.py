@@ -17,6 +17,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from ltx_jax.pipelines.plan_files import ModelFile, PlanError, checkpoint_info, classify, exists, gemma_folder
+
 __all__ = ["PlanError", "Plan", "StagePlan", "ModelFile", "build_plan", "parse_mesh", "parse_image_spec",
            "default_size"]
 
@@ -26,19 +28,6 @@ _DEFAULT_SIZE = {"distilled": (1024, 1536), "dev": (1024, 1536), "dev-one-stage"
 LORA_STRENGTHS = {"dev": (None, 1.0), "hq": (0.25, 0.5)}
 TEXT_TOKENS = 1024  # Gemma prompts are left-padded to 1024 tokens (official tokenizer rule)
 _NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
-
-
-class PlanError(ValueError):
-    """A bad argument or file, found before any weights are read."""
-
-
-@dataclass(frozen=True)
-class ModelFile:
-    role: str  # checkpoint | upsampler | temporal_upsampler | lora | distilled_lora | gemma | preview
-    path: str
-    kind: str  # inspect's kind (ltx_checkpoint, upsampler, lora, tae), "ltx_jax_checkpoint", "gemma_folder"
-    description: str = ""
-    size_bytes: int = 0
 
 
 @dataclass(frozen=True)
@@ -142,101 +131,6 @@ def parse_image_spec(parts: list[str]) -> tuple[str, int, float, int | None]:
     return path, frame, strength, crf_value
 
 
-def _exists(role: str, path: str | None, flag: str) -> Path:
-    if path is None:
-        raise PlanError(f"{flag} is required")
-    p = Path(path)
-    if not p.exists():
-        raise PlanError(f"{flag} {path}: no such file or folder")
-    return p
-
-
-_PASS_FOR_KIND = {"lora": "--lora", "upsampler": "--upsampler", "tae": "--preview",
-                  "ltx_checkpoint": "--checkpoint", "ltx_transformer": "--checkpoint"}
-
-
-def classify(role: str, path: str, flag: str, expect: tuple[str, ...]) -> ModelFile:
-    """Inspect a safetensors file's header and refuse it unless its kind is one of `expect`."""
-    from ltx_jax.convert.inspect import inspect_file
-    from ltx_jax.convert.safetensors_file import SafetensorsError
-
-    p = _exists(role, path, flag)
-    if p.is_dir():
-        raise PlanError(f"{flag} {path}: a folder; expected a .safetensors file")
-    try:
-        report = inspect_file(str(p))
-    except SafetensorsError as e:
-        raise PlanError(f"{flag} {path}: {e}") from None
-    if report.kind not in expect:
-        hint = _PASS_FOR_KIND.get(report.kind)
-        where = f"; pass it with {hint}" if hint and hint != flag else ""
-        raise PlanError(f"{flag} {path}: this is a {report.description} (kind {report.kind}), not "
-                        f"{' / '.join(expect)}{where}")
-    return ModelFile(role, str(p), report.kind, report.description, report.size_bytes)
-
-
-def _checkpoint(path: str | None) -> tuple[ModelFile, Any, dict[str, int], bool]:
-    """(file entry, LTXConfig, parameters per component, has FP8 weights) of the checkpoint, headers only."""
-    from ltx_jax.configs import ConfigError, from_metadata
-    from ltx_jax.convert.inspect import checkpoint_component
-    from ltx_jax.convert.source import open_source
-
-    p = _exists("checkpoint", path, "--checkpoint")
-    if p.is_file():
-        entry = classify("checkpoint", str(p), "--checkpoint", ("ltx_checkpoint",))
-    else:
-        entry = ModelFile("checkpoint", str(p), "folder", "ltx-jax or diffusers checkpoint folder",
-                          sum(f.stat().st_size for f in p.rglob("*") if f.is_file()))
-    try:
-        source = open_source(p)
-    except Exception as e:  # noqa: BLE001 - each source kind has its own error type; all mean "not a checkpoint"
-        raise PlanError(f"--checkpoint {path}: {e}") from None
-    with source:
-        specs = dict(source.specs())
-        try:
-            config = from_metadata(source.metadata, strict=False, tensor_shapes={k: s.shape for k, s in specs.items()})
-        except ConfigError as e:
-            raise PlanError(f"--checkpoint {path}: its config cannot be used: {e}") from None
-    params: dict[str, int] = {}
-    for key, spec in specs.items():
-        if key.endswith(("weight_scale", "input_scale")):
-            continue
-        name = checkpoint_component(key)
-        params[name] = params.get(name, 0) + math.prod(spec.shape)
-        if str(spec.dtype).startswith("float8"):  # counted again under "<component>:fp8" (1 byte each)
-            params[name + ":fp8"] = params.get(name + ":fp8", 0) + math.prod(spec.shape)
-    for needed in ("transformer", "vae_decoder"):
-        if not params.get(needed):
-            raise PlanError(f"--checkpoint {path}: has no {needed} weights; a generation needs a full checkpoint "
-                            "(transformer + video VAE)")
-    fp8 = any(str(s.dtype).startswith("float8") for s in specs.values())
-    return entry, config, params, fp8
-
-
-def _gemma(path: str) -> ModelFile:
-    """The Gemma-3 folder, checked from its config.json, tokenizer file and weight headers (no weights read)."""
-    p = _exists("gemma", path, "--gemma")
-    if not p.is_dir():
-        raise PlanError(f"--gemma {path}: expected the Gemma-3 folder (Hugging Face layout), got a file")
-    if not ((p / "tokenizer.json").is_file() or (p / "tokenizer.model").is_file()):
-        raise PlanError(f"--gemma {path}: no tokenizer.json or tokenizer.model")
-    from ltx_jax.pipelines import capabilities as cap
-    if cap.has_text_encoder():
-        from ltx_jax.configs import ConfigError
-        from ltx_jax.convert.safetensors_file import SafetensorsError
-        from ltx_jax.text_encoder import GemmaFolder, GemmaFolderError
-        try:
-            GemmaFolder(p).close()
-        except (GemmaFolderError, ConfigError, SafetensorsError) as e:
-            raise PlanError(f"--gemma {path}: {e}") from None
-    elif not (p / "config.json").is_file():
-        raise PlanError(f"--gemma {path}: no config.json; expected a Hugging Face Gemma-3 folder")
-    size = sum(f.stat().st_size for f in p.glob("*.safetensors"))
-    if not size:
-        raise PlanError(f"--gemma {path}: no .safetensors weights")
-    return ModelFile("gemma", str(p), "gemma_folder", "Gemma-3 text encoder folder", size)
-
-
 def _stage(name, frames, height, width, fps, images, passes, evaluations) -> StagePlan:
     from ltx_jax.sampling import audio_token_count, latent_grid
 
@@ -271,7 +165,7 @@ def build_plan(args, *, devices: int | None = None) -> Plan:
     """Check every argument of `generate` and resolve its defaults; raises `PlanError` (or `VideoShapeError`,
     `MediaError`) naming the bad value. Reads file headers and conditioning images only."""
     from ltx_jax.pipelines.generation import Request, validate
-    from ltx_jax.pipelines.media import DEFAULT_IMAGE_CRF, ImageCondition, MediaError, load_image
+    from ltx_jax.pipelines.media import ImageCondition, MediaError, load_image
 
     pipeline = args.pipeline
     if args.prompt is not None and args.prompt_file is not None:
@@ -310,9 +204,9 @@ def build_plan(args, *, devices: int | None = None) -> Plan:
     mesh = parse_mesh(args.mesh, n_devices)
 
     if args.prompt_file is not None:
-        _exists("prompt", args.prompt_file, "--prompt-file")
+        exists("prompt", args.prompt_file, "--prompt-file")
     files = []
-    entry, config, component_params, fp8_file = _checkpoint(args.checkpoint)
+    entry, config, component_params, fp8_file = checkpoint_info(args.checkpoint)
     files.append(entry)
     two_stage = pipeline != "dev-one-stage"
     upsampler = None
@@ -353,7 +247,7 @@ def build_plan(args, *, devices: int | None = None) -> Plan:
         if args.gemma is None:
             raise PlanError("a text prompt needs --gemma (the Gemma-3 folder); or pass --prompt-file with "
                             "precomputed contexts")
-        files.append(_gemma(args.gemma))
+        files.append(gemma_folder(args.gemma))
         gemma = args.gemma
     if args.preview:
         files.append(classify("preview", args.preview, "--preview", ("tae",)))
