@@ -44,9 +44,9 @@ def test_prompt_string_run_equals_the_official_pipeline(tmp_path):
     wave, rate = audio["waveform"], int(audio["sample_rate"])
     print(f"decoded frames: cosine {cosine:.6f}, mean |diff| {np.abs(ours.astype(int) - official).mean():.3f} / 255; "
           f"waveform cosine {_cosine(wave, wave_ref):.5f}")
-    assert cosine >= 0.999  # measured 0.99976 (bf16 on both sides, different kernels)
+    assert cosine >= 0.999  # measured 0.999758 (bf16 on both sides, different kernels)
     assert rate == rate_ref == 48000 and wave.shape == wave_ref.shape
-    assert _cosine(wave, wave_ref) >= 0.99
+    assert _cosine(wave, wave_ref) >= 0.99  # measured 0.99723 (bf16 audio VAE + vocoder + BWE)
     side = json.loads((out / "generate.json").read_text())
     assert side["resolved"]["prompts"] == [manifest["prompt"]]
     assert {f["role"] for f in side["files"]} == {"checkpoint", "upsampler", "gemma"}
