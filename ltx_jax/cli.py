@@ -38,14 +38,14 @@ def _demo(args: argparse.Namespace) -> int:
     """
     import numpy as np
 
-    from ltx_jax.configs import LTX_2_3_TINY, TINY_UPSAMPLERS
+    from ltx_jax.configs import LTX_2_3_TINY_AV, TINY_UPSAMPLERS
     from ltx_jax.convert.synthetic import write_checkpoint, write_upsampler
 
     out = Path(args.out)
-    checkpoint = write_checkpoint(LTX_2_3_TINY, out / "ltx23-tiny.safetensors", seed=args.seed)
+    checkpoint = write_checkpoint(LTX_2_3_TINY_AV, out / "ltx23-tiny.safetensors", seed=args.seed)
     upsampler = write_upsampler(TINY_UPSAMPLERS["spatial_x2"], out / "ltx23-tiny-spatial-upscaler-x2.safetensors",
                                 seed=args.seed)
-    c = LTX_2_3_TINY.connector
+    c = LTX_2_3_TINY_AV.connector
     rng = np.random.default_rng(args.seed)
     # [L+1, B, S, G] hidden states with 20 valid (left-padded) tokens, as Gemma would give them
     hidden = rng.standard_normal((c.text_num_hidden_states, 1, 128, c.text_hidden_size)).astype(np.float32)

@@ -135,6 +135,20 @@ def build_generate_reference(seed: int = 0) -> Path:
                                             "--out", str(out), "--seed", str(seed)], "generate reference")
 
 
+AUDIO_CONFIGS = ("ltx2-audio-tiny", "ltx23-audio-tiny", "ltx23-audio-odd", "ltx2-audio-odd")
+
+
+def build_audio_reference(config: str, seed: int = 0) -> Path:
+    """Audio fixture directory (docs/reference-fixtures-audio.md); the first call builds every audio config of
+    `seed` in one process (tests/reference/build_audio.py, a few seconds each)."""
+    def command(root: Path) -> list[str]:
+        todo = [c for c in AUDIO_CONFIGS if not (root / f"{c}_seed{seed}" / "manifest.json").is_file()]
+        return [str(REF_PYTHON), str(REFERENCE / "build_audio.py"), "--root", str(root),
+                "--configs", ",".join(sorted(set(todo) | {config})), "--seeds", str(seed)]
+
+    return _cached_build(CACHE / _builder_hash() / f"{config}_seed{seed}", command, "audio reference")
+
+
 @pytest.fixture(scope="session", params=CONFIGS)
 def reference(request) -> Path:
     """Fixture directory (seed 0) for each tiny config."""

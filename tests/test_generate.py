@@ -30,13 +30,13 @@ SIZE = ["--frames", "17", "--height", "128", "--width", "128"]
 def files(tmp_path_factory) -> dict[str, Path]:
     from flax import nnx
 
-    from ltx_jax.configs import LTX_2_3_TINY, TINY_UPSAMPLERS, TAEConfig
+    from ltx_jax.configs import LTX_2_3_TINY_AV, TINY_UPSAMPLERS, TAEConfig
     from ltx_jax.convert.safetensors_file import SafetensorsFile, save_file
     from ltx_jax.convert.synthetic import write_checkpoint, write_upsampler
     from ltx_jax.tiny_vae import TinyAutoencoder, state_dict
 
     d = tmp_path_factory.mktemp("generate")
-    out = {"checkpoint": write_checkpoint(LTX_2_3_TINY, d / "ltx23-tiny.safetensors", seed=0),
+    out = {"checkpoint": write_checkpoint(LTX_2_3_TINY_AV, d / "ltx23-tiny-av.safetensors", seed=0),
            "upsampler": write_upsampler(TINY_UPSAMPLERS["spatial_x2"], d / "up-x2.safetensors", seed=0)}
     rng = np.random.default_rng(1)
     lora = {}
@@ -53,7 +53,7 @@ def files(tmp_path_factory) -> dict[str, Path]:
                           rngs=nnx.Rngs(0))
     save_file({k: np.asarray(v) for k, v in state_dict(tae).items()}, d / "tae.safetensors")
     out["tae"] = d / "tae.safetensors"
-    c = LTX_2_3_TINY.connector
+    c = LTX_2_3_TINY_AV.connector
     hidden = rng.standard_normal((c.text_num_hidden_states, 1, 128, c.text_hidden_size)).astype(np.float32)
     mask = (np.arange(128) >= 100).astype(np.int64)[None]
     np.savez(d / "prompt.npz", hidden_states=hidden, attention_mask=mask, negative_hidden_states=hidden[:, :, ::-1],
@@ -88,13 +88,26 @@ def _decode_mp4(path: Path) -> tuple[np.ndarray, float]:
         return frames, float(stream.average_rate)
 
 
+def _audio_track(path: Path) -> tuple[int, int, float]:
+    """(sample rate, channels, duration in s without the AAC encoder's 1024-sample priming) of the mp4's AAC."""
+    import av
+
+    with av.open(str(path)) as c:
+        a = c.streams.audio[0]
+        assert a.codec_context.name == "aac"
+        return a.sample_rate, a.channels, float(a.duration * a.time_base) - 1024 / a.sample_rate
+
+
 def test_distilled_run_writes_mp4_and_sidecar(files, tmp_path, capsys):
     out = tmp_path / "clip.mp4"
     assert main(_main_run(files, out)) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     frames, fps = _decode_mp4(out)
     assert frames.shape == (17, 128, 128, 3) and fps == 24.0
+    rate, channels, duration = _audio_track(out)  # the tiny LTX-2.3 vocoder + BWE: 48 kHz stereo
+    assert (rate, channels) == (48000, 2) and abs(duration - 17 / 24) < 0.04
     side = json.loads(out.with_suffix(".json").read_text())
+    assert side["outputs"]["audio"]["sample_rate"] == 48000
     assert summary["sidecar"] == str(out.with_suffix(".json"))
     for key in ("command", "arguments", "resolved", "seed", "mesh", "devices", "files", "versions", "timings",
                 "compilation", "memory", "outputs"):

@@ -87,7 +87,8 @@ class VocoderWithBWE(nnx.Module):
 
     def stages(self, mel: jax.Array) -> dict[str, jax.Array]:
         """Every intermediate of the forward pass (channels-last waveforms `[B, L, 2]`)."""
-        x = self.vocoder(mel)
+        pre = self.vocoder.conv_post_out(mel)
+        x = self.vocoder.final_activation(pre)
         b, length, ch = x.shape
         out_len = length * self.output_sampling_rate // self.input_sampling_rate
         rem = length % self.hop_length
@@ -100,7 +101,7 @@ class VocoderWithBWE(nnx.Module):
         pad = (taps.shape[0] - 1) // (2 * self.ratio)  # ceil(6 / 0.99) = 7 input samples each side
         skip = upsample_1d(padded, taps, self.ratio, pad, (2 * pad * self.ratio, taps.shape[0] - self.ratio))
         out = jnp.clip(residual + skip, -1.0, 1.0)[:, :out_len]
-        return {"waveform_16k": x, "waveform_16k_padded": padded, "bwe_generator_in": gen_in,
+        return {"conv_post_out": pre, "waveform_16k": x, "waveform_16k_padded": padded, "bwe_generator_in": gen_in,
                 "bwe_residual": residual, "bwe_skip": skip, "waveform": out}
 
     def __call__(self, mel: jax.Array) -> jax.Array:

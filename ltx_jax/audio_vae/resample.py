@@ -17,7 +17,7 @@ from flax import nnx
 from ltx_jax.video_vae.ops import Buffer
 
 __all__ = ["Conv1d", "ConvTranspose1d", "SnakeBeta", "Activation1d", "upsample_1d", "lowpass_1d",
-           "hann_sinc_filter", "HANN_ROLLOFF", "HANN_ZERO_CROSSINGS"]
+           "hann_sinc_filter", "kaiser_sinc_filter", "HANN_ROLLOFF", "HANN_ZERO_CROSSINGS"]
 
 HANN_ROLLOFF = 0.99
 HANN_ZERO_CROSSINGS = 6
@@ -87,6 +87,22 @@ def lowpass_1d(x: jax.Array, taps: jax.Array, stride: int) -> jax.Array:
     k = taps.shape[0]
     x = jnp.pad(x, ((0, 0), (k // 2 - int(k % 2 == 0), k // 2), (0, 0)), mode="edge")
     return _depthwise(x, taps, stride=stride)
+
+
+def kaiser_sinc_filter(cutoff: float, half_width: float, size: int) -> np.ndarray:
+    """BigVGAN's kaiser-windowed sinc low-pass `[size]` (float32), normalised to sum 1. Only for writing synthetic
+    files: a model always reads its filters from the checkpoint (the released ones are bf16-rounded)."""
+    half = size // 2
+    attenuation = 2.285 * (half - 1) * math.pi * 4 * half_width + 7.95
+    if attenuation > 50.0:
+        beta = 0.1102 * (attenuation - 8.7)
+    elif attenuation >= 21.0:
+        beta = 0.5842 * (attenuation - 21) ** 0.4 + 0.07886 * (attenuation - 21.0)
+    else:
+        beta = 0.0
+    t = np.arange(-half, half) + 0.5 if size % 2 == 0 else np.arange(size) - half
+    taps = 2 * cutoff * np.kaiser(size, beta) * np.sinc(2 * cutoff * t)
+    return (taps / taps.sum()).astype(np.float32)
 
 
 def hann_sinc_filter(ratio: int) -> np.ndarray:

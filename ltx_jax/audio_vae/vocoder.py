@@ -130,8 +130,16 @@ class Vocoder(nnx.Module):
         x = self.act_post(x) if self.is_amp else jax.nn.leaky_relu(x, ACT_POST_SLOPE)
         return self.conv_post(x)
 
-    def __call__(self, mel: jax.Array) -> jax.Array:
-        x = self.conv_post_out(mel)
+    def final_activation(self, x: jax.Array) -> jax.Array:
         if self.apply_final_activation:
             x = jnp.tanh(x) if self.config.use_tanh_at_final else jnp.clip(x, -1.0, 1.0)
         return x
+
+    def stages(self, mel: jax.Array) -> dict[str, jax.Array]:
+        """{"conv_post_out", "waveform"} (channels-last `[B, L, 2]`)."""
+        x = self.conv_post_out(mel)
+        return {"conv_post_out": x, "waveform": self.final_activation(x)}
+
+    def __call__(self, mel: jax.Array) -> jax.Array:
+        """`[B, 2, T, mels]` -> `[B, T * hop, 2]`."""
+        return self.final_activation(self.conv_post_out(mel))

@@ -16,13 +16,13 @@ names the key; values we do not implement are refused the same way.
 from ltx_jax.configs.audio import AudioVAEConfig, VocoderConfig
 from ltx_jax.configs.base import ConfigError
 from ltx_jax.configs.checkpoint import LTXConfig, Runtime, from_metadata, upsampler_from_metadata
-from ltx_jax.configs.presets import (LTX_2, LTX_2_3, LTX_2_3_TINY, LTX_2_TINY, SPATIAL_X2_2, SPATIAL_X2_2_3,
-                                     TINY_UPSAMPLERS)
+from ltx_jax.configs.presets import (LTX_2, LTX_2_3, LTX_2_3_TINY, LTX_2_3_TINY_AV, LTX_2_TINY, SPATIAL_X2_2,
+                                     SPATIAL_X2_2_3, TINY_UPSAMPLERS)
 from ltx_jax.configs.transformer import ConnectorConfig, TransformerConfig
 from ltx_jax.configs.vae import TAEConfig, UpsamplerConfig, VideoVAEConfig
 
 __all__ = [
     "ConfigError", "TransformerConfig", "ConnectorConfig", "VideoVAEConfig", "AudioVAEConfig", "VocoderConfig",
     "UpsamplerConfig", "TAEConfig", "LTXConfig", "Runtime", "from_metadata", "upsampler_from_metadata",
-    "LTX_2", "LTX_2_3", "LTX_2_TINY", "LTX_2_3_TINY", "SPATIAL_X2_2", "SPATIAL_X2_2_3", "TINY_UPSAMPLERS",
+    "LTX_2", "LTX_2_3", "LTX_2_TINY", "LTX_2_3_TINY", "LTX_2_3_TINY_AV", "SPATIAL_X2_2", "SPATIAL_X2_2_3", "TINY_UPSAMPLERS",
 ]

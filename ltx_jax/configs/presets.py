@@ -124,3 +124,13 @@ TINY_UPSAMPLERS = {
     "spatial_x1_5_rational": UpsamplerConfig(**_TINY_UP, rational_resampler=True, spatial_scale=1.5),
     "temporal_x2": UpsamplerConfig(**_TINY_UP, spatial_upsample=False, temporal_upsample=True),
 }
+
+# Tiny audio parts for the bundled demo checkpoint (`LTX_2_3_TINY_AV`): the audio VAE keeps ch 128 (its
+# statistics are sized by ch) with ch_mult (1, 1, 2) and 1 res block; the released rates (16 kHz stage 1,
+# BWE to 48 kHz) with one resblock kernel per stage and widths 64 / 32.
+TINY_AUDIO_VAE = AudioVAEConfig(ch_mult=(1, 1, 2), num_res_blocks=1)
+TINY_VOCODER_2_3 = dataclasses.replace(
+    LTX_2_3.vocoder, upsample_initial_channel=64, resblock_kernel_sizes=(3,), resblock_dilation_sizes=((1, 3, 5),),
+    bwe=dataclasses.replace(LTX_2_3.vocoder.bwe, upsample_initial_channel=32, resblock_kernel_sizes=(3,),
+                            resblock_dilation_sizes=((1, 3, 5),)))
+LTX_2_3_TINY_AV = dataclasses.replace(LTX_2_3_TINY, audio_vae=TINY_AUDIO_VAE, vocoder=TINY_VOCODER_2_3)

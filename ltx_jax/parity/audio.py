@@ -4,15 +4,20 @@ Checks `audio_decode.*`, `vocoder.*`, `decode_audio.*`, `audio_encode.*` and `au
 latent length the fixture holds (array suffix `.T<n>`). Modules load from the fixture's own
 `audio_checkpoint.safetensors` through the one restore path, so any config in that format works. Each stage
 runs on the stored input of that stage (the decoder on `audio_decode.in.latent`, the vocoder on
-`vocoder.in.mel`, ...), and `decode_audio.out.waveform` runs end to end from the latent.
+`vocoder.in.mel`, ...), and `decode_audio.out.waveform` runs end to end from the latent (our decoder's mel
+into our vocoder). All stages of one length are one compiled program (the vocoder compiles once per length).
 """
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterator
 
+import jax
+import jax.numpy as jnp
 import numpy as np
+from flax import nnx
 
 from ltx_jax.parity import Check, Fixture
 
@@ -42,47 +47,54 @@ def load(fx: Fixture):
     return load_audio_decoder(path, runtime), load_audio_encoder(path, runtime), load_vocoder(path, runtime)
 
 
+@functools.partial(jax.jit, static_argnames=("graphdefs",))
+def _forward(graphdefs, states, latent, mel):
+    """Every stage for one latent length in one compiled program: the decoder on the stored latent; the vocoder
+    on a batch of [the stored vocoder input, our decoded mel] (the second half is decode_audio end to end);
+    the encoder on the stored encoder input."""
+    decoder, encoder, vocoder = (nnx.merge(g, s) for g, s in zip(graphdefs, states))
+    ours = decoder(latent)
+    stages = vocoder.stages(jnp.concatenate([mel, ours.astype(mel.dtype)], axis=0))
+    return {"denormalized": decoder.denormalize(latent), "mel": ours, "stages": stages,
+            "conv_out": encoder.conv_out_features(mel), "encoded": encoder(mel)}
+
+
+_VOCODER_MID = ("conv_post_out", "waveform_16k", "waveform_16k_padded", "bwe_residual", "bwe_skip")
+
+
 def _run(fx: Fixture) -> Iterator[tuple[str, np.ndarray, float]]:
-    import jax.numpy as jnp
+    from ltx_jax.audio_vae import encode_audio
 
-    from ltx_jax.audio_vae import decode_audio, decode_mel, encode_audio, encode_mel
-    from ltx_jax.audio_vae.api import run_jitted
-    from ltx_jax.audio_vae.bwe import VocoderWithBWE
-
-    decoder, encoder, vocoder = load(fx)
+    modules = load(fx)
+    graphdefs, states = zip(*(nnx.split(m) for m in modules))
+    encoder = modules[1]
     for sfx in _lengths(fx):
-        def has(name):
-            return name + sfx in fx
-        if has("audio_decode.mid.latent_unnormalized"):
-            yield ("audio_decode.mid.latent_unnormalized" + sfx,
-                   np.asarray(run_jitted(decoder, fx["audio_decode.in.latent" + sfx], "denormalize")), BOUND)
-        if has("audio_decode.out.mel"):
-            yield "audio_decode.out.mel" + sfx, np.asarray(decode_mel(decoder, fx["audio_decode.in.latent" + sfx])), BOUND
-        if has("vocoder.out.waveform"):
-            mel = jnp.asarray(fx["vocoder.in.mel" + sfx])
-            if isinstance(vocoder, VocoderWithBWE):
-                stages = run_jitted(vocoder, mel, "stages")
-                yield "vocoder.mid.conv_post_out" + sfx, _cl(run_jitted(vocoder.vocoder, mel, "conv_post_out")), BOUND
-                for name in ("waveform_16k", "waveform_16k_padded", "bwe_residual", "bwe_skip"):
-                    if has("vocoder.mid." + name):
-                        yield f"vocoder.mid.{name}{sfx}", _cl(stages[name]), BOUND
-                if has("vocoder.mid.bwe_generator_in"):
-                    gen_in = np.asarray(stages["bwe_generator_in"])
-                    yield "vocoder.mid.bwe_generator_in" + sfx, gen_in, BOUND
-                    if has("vocoder.mid.bwe_log_mel"):
-                        yield "vocoder.mid.bwe_log_mel" + sfx, gen_in.transpose(0, 1, 3, 2), BOUND
-                yield "vocoder.out.waveform" + sfx, _cl(stages["waveform"]), BOUND
-            else:
-                yield "vocoder.mid.conv_post_out" + sfx, _cl(run_jitted(vocoder, mel, "conv_post_out")), BOUND
-                yield "vocoder.out.waveform" + sfx, _cl(run_jitted(vocoder, mel)), BOUND
-        if has("decode_audio.out.waveform"):
-            wave, _ = decode_audio(decoder, vocoder, fx["audio_decode.in.latent" + sfx])
-            yield "decode_audio.out.waveform" + sfx, np.asarray(wave)[0], BOUND
-        if has("audio_encode.out.latent"):
-            mel = jnp.asarray(fx["audio_encode.in.mel" + sfx])
-            if has("audio_encode.mid.conv_out"):
-                yield "audio_encode.mid.conv_out" + sfx, np.asarray(run_jitted(encoder, mel, "conv_out_features")), BOUND
-            yield "audio_encode.out.latent" + sfx, np.asarray(encode_mel(encoder, mel)), BOUND
+        if "audio_decode.in.latent" + sfx not in fx:
+            continue
+        latent = jnp.asarray(fx["audio_decode.in.latent" + sfx])
+        mel_name = next((n for n in ("vocoder.in.mel", "audio_encode.in.mel") if n + sfx in fx), None)
+        mel = jnp.asarray(fx[mel_name + sfx]) if mel_name else None
+        out = _forward(tuple(graphdefs), tuple(states), latent, mel if mel is not None else
+                       jnp.zeros((1, 2, 4 * latent.shape[2] - 3, 64), jnp.float32))
+        stages = {k: np.asarray(v) for k, v in out["stages"].items()}
+        candidates = {
+            "audio_decode.mid.latent_unnormalized": np.asarray(out["denormalized"]),
+            "audio_decode.out.mel": np.asarray(out["mel"]),
+            "vocoder.out.waveform": _cl(stages["waveform"][:1]),
+            "decode_audio.out.waveform": _cl(stages["waveform"][1:])[0],
+            "audio_encode.mid.conv_out": np.asarray(out["conv_out"]),
+            "audio_encode.out.latent": np.asarray(out["encoded"]),
+        }
+        for name in _VOCODER_MID:
+            if name in stages:
+                candidates["vocoder.mid." + name] = _cl(stages[name][:1])
+        if "bwe_generator_in" in stages:
+            candidates["vocoder.mid.bwe_generator_in"] = stages["bwe_generator_in"][:1]
+            candidates["vocoder.mid.bwe_log_mel"] = stages["bwe_generator_in"][:1].transpose(0, 1, 3, 2)
+        needs_mel = ("vocoder.", "audio_encode.")
+        for name, value in candidates.items():
+            if name + sfx in fx and (mel_name or not name.startswith(needs_mel)):
+                yield name + sfx, value, BOUND
     if "audio_encode_wave.out.latent" in fx:
         from ltx_jax.audio_vae.mel import waveform_to_mel
         c = encoder.config

@@ -17,11 +17,12 @@
 from ltx_jax.pipelines.generation import (PIPELINES, Generation, Request, dev_one_stage, dev_two_stage, validate,
                                           distilled_two_stage, hq_two_stage)
 from ltx_jax.pipelines.media import (DEFAULT_IMAGE_CRF, ImageCondition, MediaError, crf_round_trip, load_image,
-                                     preprocess_image, resize_and_center_crop, write_frames, write_png)
+                                     preprocess_image, resize_and_center_crop, write_frames, write_mp4,
+                                     write_png)
 from ltx_jax.pipelines.stages import (NOISE_KEYS, Models, StageNoise, StageOutput, encode_images, load_models,
                                       load_noise, load_prompt, run_stage)
 
 __all__ = ["Request", "Generation", "PIPELINES", "validate", "distilled_two_stage", "dev_two_stage", "dev_one_stage",
            "hq_two_stage", "ImageCondition", "MediaError", "DEFAULT_IMAGE_CRF", "crf_round_trip", "load_image",
-           "preprocess_image", "resize_and_center_crop", "write_frames", "write_png", "Models", "StageNoise",
+           "preprocess_image", "resize_and_center_crop", "write_frames", "write_mp4", "write_png", "Models", "StageNoise",
            "StageOutput", "NOISE_KEYS", "encode_images", "load_models", "load_noise", "load_prompt", "run_stage"]

@@ -2,8 +2,9 @@
 
 Counterparts: ltx_pipelines `distilled.py` (`DistilledPipeline`), `ti2vid_two_stages.py`
 (`TI2VidTwoStagesPipeline`), `ti2vid_one_stage.py` (`TI2VidOneStagePipeline`), `ti2vid_two_stages_hq.py`
-(`TI2VidTwoStagesHQPipeline`), without the text encoder (prompts are precomputed contexts) and without the
-audio decoder (the audio latent is returned).
+(`TI2VidTwoStagesHQPipeline`), without the text encoder (prompts are precomputed contexts). The final audio
+latent is decoded to a waveform (`decode_audio`, in exact-seam chunks for long audio) when the models carry the
+audio VAE decoder and the vocoder; an image-conditioned run keeps the audio path.
 
 Two-stage: stage 1 at the target size divided by the spatial upscale (2, or 1.5 with the x1.5 upsampler),
 the latent upsampler, then 3 distilled Euler (or res_2s) steps re-noised at 0.909375 with the stage-1 audio
@@ -58,14 +59,20 @@ class Generation:
     Attributes:
         video: float32 pixels `[B, F, H, W, 3]` in [-1, 1] (None when not decoded).
         latent: the final video latent `[B, F', H', W', C]` (after the optional temporal upscale).
-        audio: the final audio tokens `[B, T, C_audio]` (patchified `[B, C, T, mel]`; no audio decoder yet).
+        audio_latent: the final audio tokens `[B, T, C_audio]` (patchified `[B, C, T, mel]`).
+        audio: float32 waveform `[B, 2, samples]` in [-1, 1] (None when not decoded or no audio models): as
+            ltx-core's `decode_audio`, (4 T - 3) mel frames x the vocoder's samples per frame, T =
+            round(frames / fps * 25).
+        sample_rate: the waveform's rate (24000 LTX-2, 48000 LTX-2.3), None without audio.
         stages: each stage's output (its loop record when requested).
     """
 
     video: np.ndarray | None
     latent: jax.Array
-    audio: jax.Array
+    audio_latent: jax.Array
     stages: list[StageOutput] = field(default_factory=list)
+    audio: np.ndarray | None = None
+    sample_rate: int | None = None
 
     def frames_uint8(self) -> np.ndarray:
         """`[F, H, W, 3]` uint8 of the first sample, mapped as ltx_core's `decode_video` does."""
@@ -140,7 +147,14 @@ def _finish(models: Models, stages: list[StageOutput], *, decode: bool, decode_n
     if decode:
         with phase("decode"):
             video = _decode(models, latent, noise=decode_noise, key=key, tiling=tiling)
-    return Generation(video=video, latent=latent, audio=stages[-1].audio, stages=stages)
+    audio, rate = None, None
+    if decode and models.audio_decoder is not None and models.vocoder is not None:
+        from ltx_jax.audio_vae import decode_audio_chunked, tokens_to_latent
+        with phase("audio"):
+            audio, rate = decode_audio_chunked(models.audio_decoder, models.vocoder,
+                                               tokens_to_latent(stages[-1].audio, models.audio_decoder.config.z_channels))
+    return Generation(video=video, latent=latent, audio_latent=stages[-1].audio, stages=stages, audio=audio,
+                      sample_rate=rate)
 
 
 def _two_stage(models: Models, prompt: Prompt, request: Request, stage1: Sampler | None, stage2: Sampler, *,

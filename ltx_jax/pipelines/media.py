@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["ImageCondition", "DEFAULT_IMAGE_CRF", "load_image", "crf_round_trip", "resize_and_center_crop",
-           "preprocess_image", "write_png", "write_frames", "MediaError"]
+           "preprocess_image", "write_png", "write_frames", "write_mp4", "MediaError"]
 
 DEFAULT_IMAGE_CRF = 33  # ltx_pipelines DEFAULT_IMAGE_CRF
 
@@ -181,29 +181,65 @@ def write_png(path: str | Path, rgb: np.ndarray) -> None:
                            + chunk(b"IEND", b""))
 
 
-def write_frames(out_dir: str | Path, frames: np.ndarray, fps: float,
-                 formats: tuple[str, ...] = ("npz",)) -> list[Path]:
-    """Write uint8 frames `[F, H, W, 3]` as `video.npz`, `frame_NNNN.png` and/or `video.mp4` (PyAV)."""
+def write_mp4(path: str | Path, frames_uint8: np.ndarray, fps: float, audio: np.ndarray | None = None,
+              sample_rate: int | None = None) -> Path:
+    """H.264 (yuv420p) video `[F, H, W, 3]` uint8, plus an AAC track from a float waveform `[channels, samples]`
+    (or `[1, channels, samples]`) in [-1, 1] at `sample_rate` (ltx_pipelines `encode_video`). Written to a
+    temporary name and renamed, so a failure leaves no file."""
+    av = _av()
+    frames = np.asarray(frames_uint8)
+    if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
+        raise MediaError(f"frames must be uint8 [F, H, W, 3]; got {frames.dtype} {frames.shape}")
+    if audio is not None:
+        audio = np.asarray(audio, np.float32)
+        audio = audio[0] if audio.ndim == 3 else audio
+        if audio.ndim != 2 or not sample_rate:
+            raise MediaError(f"audio must be [channels, samples] with a sample_rate; got {audio.shape}, {sample_rate}")
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.partial")
+    try:
+        with av.open(str(tmp), "w", format="mp4") as container:
+            stream = container.add_stream("libx264", rate=round(fps))
+            stream.height, stream.width, stream.pix_fmt = frames.shape[1], frames.shape[2], "yuv420p"
+            astream = None
+            if audio is not None:
+                astream = container.add_stream("aac", rate=int(sample_rate))
+                astream.codec_context.layout = "stereo" if audio.shape[0] == 2 else "mono"
+            for frame in frames:
+                container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+            container.mux(stream.encode())
+            if astream is not None:
+                layout = "stereo" if audio.shape[0] == 2 else "mono"
+                chunk = np.ascontiguousarray(np.clip(audio, -1.0, 1.0))
+                aframe = av.AudioFrame.from_ndarray(chunk, format="fltp", layout=layout)
+                aframe.sample_rate, aframe.pts = int(sample_rate), 0
+                container.mux(astream.encode(aframe))
+                container.mux(astream.encode())
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def write_frames(out_dir: str | Path, frames: np.ndarray, fps: float, formats: tuple[str, ...] = ("npz",), *,
+                 audio: np.ndarray | None = None, sample_rate: int | None = None) -> list[Path]:
+    """Write uint8 frames `[F, H, W, 3]` as `video.npz` (with `audio`, `sample_rate` when given),
+    `frame_NNNN.png` and/or `video.mp4` (PyAV; AAC track when `audio` is given)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for fmt in formats:
         if fmt == "npz":
-            np.savez_compressed(out / "video.npz", frames=frames, fps=np.float32(fps))
+            extra = {} if audio is None else {"audio": np.asarray(audio, np.float32),
+                                               "sample_rate": np.int64(sample_rate)}
+            np.savez_compressed(out / "video.npz", frames=frames, fps=np.float32(fps), **extra)
             written.append(out / "video.npz")
         elif fmt == "png":
             for i, frame in enumerate(frames):
                 write_png(out / f"frame_{i:04d}.png", frame)
                 written.append(out / f"frame_{i:04d}.png")
         elif fmt == "mp4":
-            av = _av()
-            with av.open(str(out / "video.mp4"), "w") as container:
-                stream = container.add_stream("libx264", rate=round(fps))
-                stream.height, stream.width, stream.pix_fmt = frames.shape[1], frames.shape[2], "yuv420p"
-                for frame in frames:
-                    container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
-                container.mux(stream.encode())
-            written.append(out / "video.mp4")
+            written.append(write_mp4(out / "video.mp4", frames, fps, audio, sample_rate))
         else:
             raise MediaError(f"unknown output format {fmt!r}; choose from npz, png, mp4")
     return written

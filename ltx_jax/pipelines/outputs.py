@@ -124,7 +124,7 @@ def write_frames_dir(out: Path, frames: np.ndarray, fps: float, formats: tuple[s
         written.append(write_video(out / "video.mp4", frames, fps, audio, sample_rate))
     with atomic_path(out / "latents.npz") as tmp, open(tmp, "wb") as fh:
         np.savez(fh, video_latent=np.asarray(generation.latent, np.float32),
-                 audio_tokens=np.asarray(generation.audio, np.float32))
+                 audio_tokens=np.asarray(getattr(generation, "audio_latent", generation.audio), np.float32))
     written.append(out / "latents.npz")
     if audio is not None:
         with atomic_path(out / "audio.npz") as tmp, open(tmp, "wb") as fh:

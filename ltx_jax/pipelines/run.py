@@ -114,21 +114,14 @@ class _PreviewSink:
         self.written.append(str(path))
 
 
-def _audio(plan, models, out, runtime):
-    """(waveform float32 [channels, samples] or None, sample rate, note)."""
-    wave = getattr(out, "waveform", None)
-    if wave is not None:
-        return np.asarray(wave)[0], int(out.sample_rate), "pipeline"
-    from ltx_jax.pipelines import capabilities as cap
-    if not cap.has_audio():
-        return None, None, "no audio decoder in this build (ltx_jax.audio_vae); the mp4 has no sound track"
+def _audio(plan, out):
+    """(waveform float32 [channels, samples] or None, sample rate, note): the pipeline decodes the audio when the
+    checkpoint has the audio VAE decoder and vocoder (`load_models(audio=True)`)."""
+    if getattr(out, "sample_rate", None) is not None and out.audio is not None:
+        return np.asarray(out.audio, np.float32)[0], int(out.sample_rate), "audio VAE + vocoder"
     if not plan.component_params.get("audio_vae_decoder") or not plan.component_params.get("vocoder"):
-        return None, None, "the checkpoint has no audio VAE decoder / vocoder; the mp4 has no sound track"
-    from ltx_jax.audio_vae import decode_audio, load_audio_decoder, load_vocoder, tokens_to_latent
-    decoder, vocoder = load_audio_decoder(plan.checkpoint, runtime), load_vocoder(plan.checkpoint, runtime)
-    wave, rate = decode_audio(decoder, vocoder, tokens_to_latent(out.audio, decoder.config.z_channels
-                                                                 if hasattr(decoder.config, "z_channels") else 8))
-    return np.asarray(wave, np.float32)[0], int(rate), "audio VAE + vocoder"
+        return None, None, "the checkpoint has no audio VAE decoder / vocoder: the mp4 has no sound track"
+    return None, None, "this build's pipelines return no waveform: the mp4 has no sound track"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -212,8 +205,7 @@ def _generate(args, plan, memory, reporter, t0: float) -> dict:
                                        callbacks=Callbacks(progress=reporter.progress, preview=preview),
                                        rules=rules, **kwargs)
         frames = out.frames_uint8()
-        with phase("audio"):
-            wave, rate, audio_note = _audio(plan, models, out, runtime)
+        wave, rate, audio_note = _audio(plan, out)
         fps = plan.request.fps * (2 if plan.temporal_upsampler else 1)
         sidecar = sidecar_path(plan.out) if not plan.out_is_dir else plan.out / "generate.json"
         outputs = {"frames": int(frames.shape[0]), "height": int(frames.shape[1]), "width": int(frames.shape[2]),

@@ -47,6 +47,8 @@ class Models:
     temporal_upsampler: nnx.Module | None = None
     text: tuple[nnx.GraphDef, nnx.State] | None = None
     model_version: str = ""
+    audio_decoder: nnx.Module | None = None  # audio VAE decoder + vocoder: None when the file has no audio parts
+    vocoder: nnx.Module | None = None
 
     @property
     def config(self):
@@ -63,7 +65,7 @@ def load_models(checkpoint: str | os.PathLike, *, upsampler: str | os.PathLike |
                 temporal_upsampler: str | os.PathLike | None = None,
                 stage2_loras: Sequence[tuple[str | os.PathLike, float]] = (),
                 loras: Sequence[tuple[str | os.PathLike, float]] = (), runtime: Runtime = Runtime(),
-                rules: ShardingRules | None = None, text: bool = False) -> Models:
+                rules: ShardingRules | None = None, text: bool = False, audio: bool = True) -> Models:
     """Load a pipeline's components (`ModelLedger`) from an official single file or an ltx-jax checkpoint folder.
 
     Args:
@@ -75,6 +77,8 @@ def load_models(checkpoint: str | os.PathLike, *, upsampler: str | os.PathLike |
             `loras=[(distilled, 0.25)], stage2_loras=[(distilled, 0.5)]`.
         runtime: dtypes. rules: restore the transformer straight into this sharding (`ltx_jax.sharding`).
         text: also load the text connectors (for prompt files holding Gemma hidden states).
+        audio: also load the audio VAE decoder and the vocoder when the file has them (`audio_vae.decoder.*`,
+            `vocoder.*` and their config), so the pipelines return a waveform.
     """
     from ltx_jax.convert.restore import restore, restore_state
     from ltx_jax.convert.source import open_source
@@ -84,7 +88,12 @@ def load_models(checkpoint: str | os.PathLike, *, upsampler: str | os.PathLike |
     dit = restore_state(source, "transformer", runtime=runtime, shardings=rules, loras=list(loras))
     dit2 = restore_state(source, "transformer", runtime=runtime, shardings=rules,
                          loras=list(stage2_loras)) if stage2_loras else None
+    keys = source.specs()
+    has_audio = audio and any(k.startswith("audio_vae.decoder.") for k in keys) and any(
+        k.startswith("vocoder.") for k in keys)
     return Models(dit=dit, dit_stage2=dit2, decoder=restore(source, "vae_decoder", runtime=runtime),
+                  audio_decoder=restore(source, "audio_vae_decoder", runtime=runtime) if has_audio else None,
+                  vocoder=restore(source, "vocoder", runtime=runtime) if has_audio else None,
                   encoder=restore(source, "vae_encoder", runtime=runtime),
                   upsampler=load_upsampler(upsampler, runtime) if upsampler else None,
                   temporal_upsampler=load_upsampler(temporal_upsampler, runtime) if temporal_upsampler else None,
