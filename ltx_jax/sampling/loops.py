@@ -392,9 +392,11 @@ def lower(dit: tuple[nnx.GraphDef, nnx.State], sampler: Sampler, video: LatentSt
 
 
 def _num_layers(params: nnx.State) -> int:
-    """Number of DiT blocks, from the stacked block parameters' leading axis."""
-    flat = nnx.to_flat_state(params)
-    for path, var in flat:
+    """Number of DiT blocks: the stacked parameters' leading axis, summed over FP8 segments (int path[1])."""
+    layers: dict = {}
+    for path, var in nnx.to_flat_state(params):
         if path and path[0] == "transformer_blocks":
-            return int(np.shape(var.get_value())[0])
-    raise ValueError("params hold no transformer_blocks: not an LTXModel state")
+            layers.setdefault(path[1] if isinstance(path[1], int) else None, jax.tree.leaves(var.get_value())[0].shape[0])
+    if not layers:
+        raise ValueError("params hold no transformer_blocks: not an LTXModel state")
+    return sum(layers.values())
