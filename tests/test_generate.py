@@ -89,13 +89,13 @@ def _decode_mp4(path: Path) -> tuple[np.ndarray, float]:
 
 
 def _audio_track(path: Path) -> tuple[int, int, float]:
-    """(sample rate, channels, duration in s without the AAC encoder's 1024-sample priming) of the mp4's AAC."""
+    """(sample rate, channels, duration in s) of the mp4's AAC track."""
     import av
 
     with av.open(str(path)) as c:
         a = c.streams.audio[0]
         assert a.codec_context.name == "aac"
-        return a.sample_rate, a.channels, float(a.duration * a.time_base) - 1024 / a.sample_rate
+        return a.sample_rate, a.channels, float(a.duration * a.time_base)
 
 
 def test_distilled_run_writes_mp4_and_sidecar(files, tmp_path, capsys):
