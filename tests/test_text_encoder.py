@@ -211,3 +211,17 @@ def test_encode_command_writes_a_generate_prompt(fixture_dir, tmp_path, capsys):
     assert prompt.negative is not None and prompt.positive.video.shape[1] == 1024
     assert main(["encode", str(tmp_path), ckpt, "--prompt", "x", "--out", str(tmp_path / "bad.npz")]) == 2
     assert "no config.json" in capsys.readouterr().err and not (tmp_path / "bad.npz").exists()
+
+
+def test_cache_entries_keep_bfloat16(tmp_path):
+    """npz has no bfloat16: entries hold float32 (exact for bf16 values) and the dtype, and load back as bf16."""
+    from ltx_jax.text_encoder.prompts import _load, _store
+
+    rng = np.random.default_rng(0)
+    entry = (jnp.asarray(rng.normal(size=(1, 8, 4)), jnp.bfloat16), jnp.asarray(rng.normal(size=(1, 8, 2)), jnp.bfloat16),
+             jnp.ones((1, 8), jnp.int32))
+    _store(tmp_path / "e.npz", entry)
+    back = _load(tmp_path / "e.npz")
+    for a, b in zip(entry, back):
+        assert a.dtype == b.dtype
+        np.testing.assert_array_equal(np.asarray(a, np.float32), np.asarray(b, np.float32))

@@ -100,9 +100,19 @@ def _save_atomic(path: Path, **arrays: np.ndarray) -> None:
         raise
 
 
+def _store(path: Path, entry: tuple[jax.Array, jax.Array, jax.Array]) -> None:
+    """One cache entry; floats as float32 (npz has no bfloat16; bf16 values are exact in float32) + their dtype."""
+    video, audio, mask = entry
+    _save_atomic(path, video_context=np.asarray(jnp.asarray(video, jnp.float32)),
+                 audio_context=np.asarray(jnp.asarray(audio, jnp.float32)), mask=np.asarray(mask),
+                 dtype=np.asarray(str(jnp.dtype(video.dtype))))
+
+
 def _load(path: Path) -> tuple[jax.Array, jax.Array, jax.Array]:
     with np.load(path) as z:
-        return jnp.asarray(z["video_context"]), jnp.asarray(z["audio_context"]), jnp.asarray(z["mask"])
+        dtype = jnp.dtype(str(z["dtype"]))
+        return (jnp.asarray(z["video_context"], dtype), jnp.asarray(z["audio_context"], dtype),
+                jnp.asarray(z["mask"]))
 
 
 def encode_prompts(gemma: GemmaEncoder, text_embeddings, prompts: Sequence[str], *,
@@ -138,8 +148,7 @@ def encode_prompts(gemma: GemmaEncoder, text_embeddings, prompts: Sequence[str],
         for j, i in enumerate(todo):
             results[i] = (video[j:j + 1], audio[j:j + 1], ones[j:j + 1])
             if paths[i] is not None:
-                _save_atomic(paths[i], video_context=np.asarray(video[j:j + 1]),
-                             audio_context=np.asarray(audio[j:j + 1]), mask=np.asarray(ones[j:j + 1]))
+                _store(paths[i], results[i])
     return results
 
 
