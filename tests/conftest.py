@@ -156,6 +156,15 @@ def gemma_reference(request) -> Path:
     return build_gemma_reference(request.param, 0)
 
 
+def build_generate_reference(seed: int = 0) -> Path:
+    """The official distilled pipeline from a prompt string, bf16, with a tiny Gemma folder (tests/reference/
+    build_generate.py), built from the ltx23-tiny main fixture of the same seed (about 30 s)."""
+    main = build_reference("ltx23-tiny", seed)
+    out = main.parent / f"ltx23-tiny_seed{seed}_generate"
+    return _cached_build(out, lambda root: [str(REF_PYTHON), str(REFERENCE / "build_generate.py"), "--main", str(main),
+                                            "--out", str(out), "--seed", str(seed)], "generate reference")
+
+
 @pytest.fixture(scope="session", params=CONFIGS)
 def reference(request) -> Path:
     """Fixture directory (seed 0) for each tiny config."""

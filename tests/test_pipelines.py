@@ -217,7 +217,7 @@ def test_generate_cli_replays_the_official_run(tmp_path):
     (["--frames", "18"], "1 \\+ 8k"),
     (["--height", "96"], "multiple of 64"),
     (["--height", "192", "--upscale", "1.5"], "multiple of 96"),
-    (["--image", "IMG", "17", "1.0"], "frame_idx 17 is outside"),
+    (["--image", "IMG", "17", "1.0"], "keyframe index 17 is outside"),
     (["--pipeline", "dev-one-stage", "--steps", "0"], "steps must be"),
 ])
 def test_generate_cli_fails_early(tmp_path, capsys, argv, message):

@@ -25,7 +25,7 @@ class TAECheckpointError(LoadError):
     """Not a TAEHV checkpoint for LTX latents, or one whose shapes this code does not implement."""
 
 
-def tae_config_from_shapes(shapes: Mapping[str, Sequence[int]]) -> TAEConfig:
+def tae_config_from_shapes(shapes: Mapping[str, Sequence[int]], *, latent_channels: int = 128) -> TAEConfig:
     """The architecture of a TAEHV state dict, from its tensor shapes (no file names involved).
 
     Args:
@@ -43,8 +43,9 @@ def tae_config_from_shapes(shapes: Mapping[str, Sequence[int]]) -> TAEConfig:
     latent, image = dec1[1], shapes["decoder.22.weight"][0]
     patch = int(round((image / 3) ** 0.5))
     problems = []
-    if latent != 128 or shapes["encoder.17.weight"][0] != latent:
-        problems.append(f"latent channels {latent} / {shapes['encoder.17.weight'][0]} (LTX: 128)")
+    if latent != latent_channels or shapes["encoder.17.weight"][0] != latent:
+        problems.append(f"latent channels {latent} / {shapes['encoder.17.weight'][0]} (expected: {latent_channels}; "
+                        "LTX: 128, tiny test models fewer)")
     if 3 * patch * patch != image or patch != 4 or enc0[1] != image:
         problems.append(f"pixel channels {enc0[1]} / {image} (LTX: 48 = 3 x 4 x 4 patch)")
     width = enc0[0]

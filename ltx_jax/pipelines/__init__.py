@@ -9,6 +9,10 @@
   options     RunOptions (how a pipeline runs: steps, guidance, noise, tiling, callbacks, rules, ...), Stage
   stages      Models / load_models, load_prompt, load_noise, encode_images, run_stage (one denoising stage)
   generation  Request, Generation, distilled_two_stage, dev_two_stage, dev_one_stage, hq_two_stage
+  phases      named phases the pipelines mark (timed by whoever listens)
+  the `ltx-jax generate` command: command (arguments), plan (checks), memory (estimate and check), progress
+  (rich display, timings), outputs (atomic mp4 + sidecar, hashes, compilation cache), run (end to end),
+  capabilities (which optional parts this build has)
 """
 
 from ltx_jax.pipelines.generation import (PIPELINES, Generation, Request, dev_one_stage, dev_two_stage, validate,

@@ -1,135 +1,95 @@
-"""`ltx-jax generate`: run a pipeline on a precomputed prompt file and write the frames.
+"""`ltx-jax generate`: the command line (arguments and their defaults); the run itself is `pipelines/run.py`.
 
-Counterpart: the `main()` of each ltx_pipelines pipeline module (argument parsing in `utils/args.py`).
+Counterpart: ltx_pipelines `utils/args.py` (the official pipelines' argument parsers): the same defaults (per
+pipeline and model version), the official guidance flag names, `--image` in the official `PATH FRAME STRENGTH
+[CRF]` form or as `PATH[:FRAME[:STRENGTH]]`.
+
+    ltx-jax generate "a prompt" --checkpoint CKPT --gemma GEMMA_DIR --upsampler UPS --out video.mp4
+    ltx-jax generate --prompt-file contexts.npz --checkpoint CKPT --upsampler UPS --out video.mp4
+
+The earlier form `ltx-jax generate CKPT --prompt PROMPT.npz ... --out DIR` still works: with `--prompt`/
+`--prompt-file` and no `--checkpoint`, the positional argument is the checkpoint.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import sys
-import time
-from pathlib import Path
 
 __all__ = ["add_parser", "run"]
 
-# Official distilled-LoRA strengths per pipeline: (stage 1, stage 2); None = not used in that stage.
-_LORA_STRENGTHS = {"dev": (None, 1.0), "hq": (0.25, 0.5)}
+
+def _guidance_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("guidance (defaults: the checkpoint version's official values; HQ: its own)")
+    for stream in ("video", "audio"):
+        g.add_argument(f"--{stream}-cfg-guidance-scale", type=float, metavar="S")
+        g.add_argument(f"--{stream}-stg-guidance-scale", type=float, metavar="S")
+        g.add_argument(f"--{stream}-rescale-scale", type=float, metavar="S")
+        g.add_argument(f"--{stream}-stg-blocks", type=int, nargs="*", metavar="N")
+        g.add_argument(f"--{stream}-skip-step", type=int, metavar="N")
+    g.add_argument("--a2v-guidance-scale", type=float, metavar="S", help="video stream's modality scale")
+    g.add_argument("--v2a-guidance-scale", type=float, metavar="S", help="audio stream's modality scale")
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("generate", help="run a pipeline on a precomputed prompt and write frames and audio",
-                       description="Generate a video with a composed pipeline (ltx_jax.pipelines) from a prompt file "
-                                   "(connector outputs, or Gemma hidden states + mask); writes video.npz "
-                                   "(uint8 frames, and the waveform when the checkpoint has the audio VAE and "
-                                   "vocoder), latents.npz, and optionally PNG frames / mp4 with AAC audio (PyAV).")
-    p.add_argument("checkpoint", help="official single-file checkpoint or ltx-jax checkpoint folder")
-    p.add_argument("--prompt", required=True, help=".npz / .safetensors: video_context + audio_context (+ negative_*), "
-                                                   "or hidden_states + attention_mask (+ negative_*)")
+    p = sub.add_parser("generate", help="text (and images, keyframes) to an mp4 with sound",
+                       description="Generate a video with audio from a prompt. Every argument and file is checked "
+                                   "and the memory estimated before any weights load. Writes OUT.mp4 (H.264 + AAC) "
+                                   "and OUT.json (arguments, file hashes, versions, timings, memory), atomically.")
+    p.add_argument("prompt", nargs="?", help="the prompt text (old form: the checkpoint, with --prompt FILE)")
+    p.add_argument("--checkpoint", help="official .safetensors (bf16 or FP8) or an ltx-jax checkpoint folder")
+    p.add_argument("--gemma", help="Gemma-3 folder (Hugging Face layout, with tokenizer) for a text prompt")
+    p.add_argument("--prompt-file", "--prompt", dest="prompt_file",
+                   help="precomputed prompt (.npz / .safetensors): connector outputs video_context + audio_context "
+                        "(+ negative_*), or Gemma hidden_states + attention_mask (+ negative_*)")
+    p.add_argument("--negative-prompt", help="default: the official default negative prompt (dev / hq pipelines)")
     p.add_argument("--pipeline", default="distilled", choices=["distilled", "dev", "dev-one-stage", "hq"])
-    p.add_argument("--upsampler", help="spatial x2 (or x1.5, with --upscale 1.5) latent upsampler file")
-    p.add_argument("--temporal-upsampler", help="temporal x2 upsampler file (with --temporal-upscale)")
-    p.add_argument("--distilled-lora", help="distilled LoRA (dev: stage 2 at 1.0; hq: 0.25 / 0.5)")
-    p.add_argument("--frames", type=int, default=121)
-    p.add_argument("--height", type=int, default=1024)
-    p.add_argument("--width", type=int, default=1536)
-    p.add_argument("--fps", type=float, default=24.0)
+    p.add_argument("--upsampler", help="spatial x2 (x1.5 with --upscale 1.5) latent upsampler (two-stage pipelines)")
+    p.add_argument("--distilled-lora", help="official distilled LoRA (dev: stage 2 at 1.0; hq: 0.25 / 0.5)")
+    p.add_argument("--lora", action="append", default=[], metavar="FILE[:STRENGTH]",
+                   help="a LoRA merged into the transformer in every stage (repeatable; strength default 1.0)")
+    p.add_argument("--fp8", default="off", choices=["off", "weights", "scaled"],
+                   help="FP8 checkpoints: off = dequantize at load; weights = keep e4m3, dequantize per matmul; "
+                        "scaled = the official static scaled matmul")
+    p.add_argument("--image", action="append", default=[], nargs="+", metavar="SPEC",
+                   help="conditioning image PATH[:FRAME[:STRENGTH]] or PATH FRAME STRENGTH [CRF] (repeatable); "
+                        "frame 0 replaces the first latent frame, any other frame is a keyframe")
+    p.add_argument("--crf", type=int, default=33, help="H.264 CRF of the official image round trip (0: none)")
+    p.add_argument("--frames", "--num-frames", dest="frames", type=int, default=121, help="1 + 8k (default 121)")
+    p.add_argument("--height", type=int, help="default: 1024 (two-stage), 512 (dev-one-stage), 1088 (hq)")
+    p.add_argument("--width", type=int, help="default: 1536 (two-stage), 768 (dev-one-stage), 1920 (hq)")
+    p.add_argument("--fps", "--frame-rate", dest="fps", type=float, default=24.0)
     p.add_argument("--seed", type=int, default=10)
-    p.add_argument("--steps", type=int, help="stage-1 steps (dev / hq; default: the model version's official value)")
-    p.add_argument("--image", nargs=3, action="append", default=[], metavar=("PATH", "FRAME", "STRENGTH"),
-                   help="conditioning image (.npy uint8, or PNG/JPEG with Pillow); frame 0 = first-frame I2V")
-    p.add_argument("--crf", type=int, default=33, help="H.264 CRF of the image round trip (0: none; else needs PyAV)")
-    p.add_argument("--noise", help="explicit noise (.npz: stage1.video, stage1.audio, stage2.*, decode; or a "
-                                   "reference fixture's fixtures.npz) to replay another implementation's run")
+    p.add_argument("--steps", "--num-inference-steps", dest="steps", type=int,
+                   help="stage-1 steps (dev / hq; default: the official value for the model version)")
+    _guidance_flags(p)
+    p.add_argument("--mesh", help="device mesh, e.g. data=2,context=4 (default: every visible device on context)")
+    p.add_argument("--attention", default="auto", help="attention kernel / strategy (auto: by backend and mesh)")
+    p.add_argument("--weights", default="replicated", choices=["replicated", "fsdp", "tensor"],
+                   help="how the transformer weights are placed on the mesh")
+    p.add_argument("--preview", metavar="TAE", help="TAE file (taeltx2_3.safetensors): x0 previews as small GIFs")
+    p.add_argument("--preview-every", type=int, default=2, metavar="N", help="preview every N model evaluations")
+    p.add_argument("--tiling", action="store_true", help="tiled VAE decode (bounded memory)")
     p.add_argument("--upscale", type=float, default=2.0, choices=[2.0, 1.5])
     p.add_argument("--temporal-upscale", action="store_true")
-    p.add_argument("--tiling", action="store_true", help="tiled decode (TilingConfig.default())")
+    p.add_argument("--temporal-upsampler", help="temporal x2 upsampler file (with --temporal-upscale)")
+    p.add_argument("--noise", help="explicit noise (.npz, or a reference fixture's fixtures.npz) to replay a run")
     p.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32"])
-    p.add_argument("--fp8", default="off", choices=["off", "weights", "scaled"],
-                   help="FP8 checkpoints: off = dequantize at load; weights = keep e4m3, dequantize at matmul; "
-                        "scaled = the official static scaled FP8 matmul (native FP8 GEMM on sm89+ GPUs)")
     p.add_argument("--float32-positions", action="store_true",
                    help="keep video RoPE positions float32 in a bf16 run (ltx-core 1.0.0 casts them to bf16)")
-    p.add_argument("--out", default="outputs/generate")
-    p.add_argument("--format", default="npz,png", help="comma-separated: npz, png, mp4")
+    p.add_argument("--out", default="video.mp4", help="OUT.mp4 (+ OUT.json), or a folder (npz / png / mp4 frames)")
+    p.add_argument("--format", default="npz,png", help="folder output only: comma-separated npz, png, mp4")
+    p.add_argument("--cache-dir", help="compilation cache, prompt cache, file hashes (default: $LTX_JAX_CACHE or "
+                                       "~/.cache/ltx-jax)")
+    p.add_argument("--no-compilation-cache", action="store_true", help="do not use the persistent XLA cache")
+    p.add_argument("--memory-limit", type=float, metavar="GIB", help="bytes per device to plan for (default: the "
+                                                                      "device's limit)")
+    p.add_argument("--no-memory-check", action="store_true", help="run even when the estimate does not fit")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    import numpy as np
-
-    from ltx_jax.configs import Runtime
-    from ltx_jax.pipelines.generation import PIPELINES, Request, validate
-    from ltx_jax.pipelines.media import ImageCondition, MediaError, load_image, output_formats, write_frames
-    from ltx_jax.pipelines.options import RunOptions
-    from ltx_jax.pipelines.stages import load_models, load_noise, load_prompt
-    from ltx_jax.sampling.loops import Callbacks
-    from ltx_jax.types import VideoShapeError
-
-    t0 = time.perf_counter()
-    try:
-        formats = output_formats(args.format)  # an unknown format is refused before anything is loaded or generated
-        images = tuple(ImageCondition(load_image(path), frame_idx=int(frame), strength=float(strength), crf=args.crf)
-                       for path, frame, strength in args.image)
-        request = Request(frames=args.frames, height=args.height, width=args.width, fps=args.fps, seed=args.seed,
-                          images=images, float32_positions=args.float32_positions)
-        validate(args.pipeline, request, upscale=args.upscale, steps=args.steps)
-        kwargs = {}
-        if args.pipeline != "dev-one-stage":
-            kwargs["upscale"] = args.upscale
-        if args.steps is not None:
-            if args.pipeline == "distilled":
-                raise ValueError("--steps: the distilled pipeline's schedules are fixed")
-            kwargs["steps"] = args.steps
-        loras, stage2 = [], []
-        if args.pipeline in _LORA_STRENGTHS:
-            if not args.distilled_lora:
-                raise ValueError(f"the {args.pipeline} pipeline needs --distilled-lora")
-            s1, s2 = _LORA_STRENGTHS[args.pipeline]
-            loras = [(args.distilled_lora, s1)] if s1 else []
-            stage2 = [(args.distilled_lora, s2)]
-        if args.pipeline != "dev-one-stage" and not args.upsampler:
-            raise ValueError(f"the {args.pipeline} pipeline needs --upsampler")
-        runtime = Runtime(param_dtype=args.dtype, compute_dtype=args.dtype, fp8=args.fp8)
-        text = not _has_contexts(args.prompt)
-        models = load_models(args.checkpoint, upsampler=args.upsampler, temporal_upsampler=args.temporal_upsampler,
-                             loras=loras, stage2_loras=stage2, runtime=runtime, text=text)
-        prompt = load_prompt(args.prompt, models.text)
-        noise, decode_noise = load_noise(args.noise) if args.noise else (None, None)
-        tiling = None
-        if args.tiling:
-            from ltx_jax.video_vae import TilingConfig
-            tiling = TilingConfig.default()
-
-        def progress(step: int, total: int, sigma: float) -> None:
-            if not args.quiet:
-                print(f"  step {step + 1}/{total} sigma {sigma:.4f}", file=sys.stderr)
-
-        t_load = time.perf_counter()
-        options = RunOptions(noise=noise, decode_noise=decode_noise, temporal_upscale=args.temporal_upscale,
-                             tiling=tiling, callbacks=Callbacks(progress=progress), **kwargs)
-        out = PIPELINES[args.pipeline](models, prompt, request, options)
-        frames = out.frames_uint8()
-        t_run = time.perf_counter()
-        fps = args.fps * (2 if args.temporal_upscale else 1)
-        audio = None if out.audio is None else out.audio[0]
-        files = write_frames(args.out, frames, fps, formats, audio=audio, sample_rate=out.sample_rate)
-        # float32: a bf16 array would be stored by numpy as raw bytes ('V2'), unreadable as numbers
-        np.savez(Path(args.out) / "latents.npz", video_latent=np.asarray(out.latent, np.float32),
-                 audio_tokens=np.asarray(out.audio_latent, np.float32))
-    except (ValueError, VideoShapeError, MediaError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    summary = {"pipeline": args.pipeline, "frames": list(frames.shape), "fps": fps, "out": str(args.out),
-               "audio": None if out.audio is None else {"samples": int(out.audio.shape[-1]),
-                                                        "sample_rate": out.sample_rate},
-               "files": len(files) + 1, "load_s": round(t_load - t0, 2), "generate_s": round(t_run - t_load, 2)}
-    print(json.dumps(summary))
-    return 0
-
-
-def _has_contexts(path: str) -> bool:
-    """Whether a prompt file holds connector outputs (else Gemma hidden states, which need the connectors)."""
-    from ltx_jax.pipelines.stages import _read_arrays
-    return "video_context" in _read_arrays(Path(path))
+    if args.checkpoint is None and args.prompt_file is not None and args.prompt is not None:
+        args.checkpoint, args.prompt = args.prompt, None  # the earlier form: generate CKPT --prompt FILE
+    from ltx_jax.pipelines.run import run as run_generate
+    return run_generate(args)

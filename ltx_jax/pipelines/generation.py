@@ -27,6 +27,7 @@ from flax import nnx
 from ltx_jax.pipelines.media import ImageCondition
 from ltx_jax.pipelines.options import RunOptions, Stage
 from ltx_jax.pipelines.stages import Models, StageOutput, encode_images, run_stage
+from ltx_jax.pipelines.phases import phase, settle
 from ltx_jax.sampling import (DISTILLED_STAGE2_SIGMAS, LTX_2_3_HQ_DEFAULTS, GuiderParams, defaults_for_version,
                               latent_grid)
 from ltx_jax.sampling.loops import Sampler, dev_sampler, distilled_sampler, res2s_sampler
@@ -148,14 +149,19 @@ def _finish(models: Models, stages: list[StageOutput], options: RunOptions, key:
         if models.temporal_upsampler is None or models.encoder is None:
             raise ValueError("temporal_upscale needs models.temporal_upsampler and models.encoder "
                              "(load_models(temporal_upsampler=...))")
-        latent = _upsample(models.temporal_upsampler, models.encoder.per_channel_statistics, latent)
-    video = (_decode(models, latent, noise=options.decode_noise, key=key, tiling=options.tiling, rules=options.rules)
-             if options.decode else None)
+        with phase("temporal_upsample"):
+            latent = settle(_upsample(models.temporal_upsampler, models.encoder.per_channel_statistics, latent))
+    video = None
+    if options.decode:
+        with phase("decode"):
+            video = _decode(models, latent, noise=options.decode_noise, key=key, tiling=options.tiling,
+                            rules=options.rules)
     audio, rate = None, None
     if options.decode and models.audio_decoder is not None and models.vocoder is not None:
         from ltx_jax.audio_vae import decode_audio_chunked, tokens_to_latent
-        audio, rate = decode_audio_chunked(models.audio_decoder, models.vocoder,
-                                           tokens_to_latent(stages[-1].audio, models.audio_decoder.config.z_channels))
+        with phase("audio"):
+            audio, rate = decode_audio_chunked(models.audio_decoder, models.vocoder,
+                                               tokens_to_latent(stages[-1].audio, models.audio_decoder.config.z_channels))
     return Generation(video=video, latent=latent, audio_latent=stages[-1].audio, stages=stages, audio=audio,
                       sample_rate=rate)
 
@@ -173,13 +179,16 @@ def _two_stage(models: Models, prompt: Prompt, request: Request, stage1: Sampler
     if stage1 is None:  # HQ: the stage-1 schedule depends on the stage-1 token count
         grid = latent_grid(request.frames, h1, w1)
         stage1 = hq_stage1(int(np.prod(grid)))
-    out1 = run_stage(models.dit, stage1, prompt, _stage(models, request, h1, w1, noise=noise.get("stage1"),
-                                                        key=keys["stage1"]), options)
-    upsampled = _upsample(models.upsampler, models.encoder.per_channel_statistics, out1.video[:1])
-    out2 = run_stage(dit2, stage2, prompt, _stage(models, request, request.height, request.width,
-                                                  initial_video=upsampled, initial_audio=out1.audio,
-                                                  noise_scale=float(stage2.sigmas[0]), noise=noise.get("stage2"),
-                                                  key=keys["stage2"]), options)
+    with phase("stage1"):
+        out1 = run_stage(models.dit, stage1, prompt, _stage(models, request, h1, w1, noise=noise.get("stage1"),
+                                                            key=keys["stage1"]), options)
+    with phase("upsample"):
+        upsampled = settle(_upsample(models.upsampler, models.encoder.per_channel_statistics, out1.video[:1]))
+    with phase("stage2"):
+        out2 = run_stage(dit2, stage2, prompt, _stage(models, request, request.height, request.width,
+                                                      initial_video=upsampled, initial_audio=out1.audio,
+                                                      noise_scale=float(stage2.sigmas[0]), noise=noise.get("stage2"),
+                                                      key=keys["stage2"]), options)
     return _finish(models, [out1, out2], options, keys["decode"])
 
 
@@ -239,9 +248,10 @@ def dev_one_stage(models: Models, prompt: Prompt, request: Request, options: Run
     options = _options("dev-one-stage", request, options, overrides)
     v, a, steps = _guiders(models, options)
     keys = _keys(request.seed)
-    out = run_stage(models.dit, dev_sampler(steps, v, a), prompt,
-                    _stage(models, request, request.height, request.width, noise=(options.noise or {}).get("stage1"),
-                           key=keys["stage1"]), options)
+    with phase("stage1"):
+        out = run_stage(models.dit, dev_sampler(steps, v, a), prompt,
+                        _stage(models, request, request.height, request.width,
+                               noise=(options.noise or {}).get("stage1"), key=keys["stage1"]), options)
     return _finish(models, [out], options, keys["decode"])
 
 

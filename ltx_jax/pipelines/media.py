@@ -66,17 +66,29 @@ class ImageCondition:
 
 
 def load_image(path: str | Path) -> np.ndarray:
-    """uint8 `[H, W, 3]` from `.npy` (always) or PNG / JPEG / ... (needs Pillow)."""
+    """uint8 `[H, W, 3]` from `.npy`, or PNG / JPEG / WebP / ... (Pillow when installed, else PyAV's decoders).
+
+    Raises:
+        MediaError: the file cannot be decoded as an image.
+    """
     path = Path(path)
     if path.suffix == ".npy":
         return np.load(path)
     try:
         from PIL import Image
-    except ImportError as e:
-        raise MediaError(f"{path}: reading {path.suffix} images needs Pillow (pip install pillow); "
-                         "or pass the image as a uint8 [H, W, 3] .npy file") from e
-    with Image.open(path) as im:
-        return np.asarray(im.convert("RGB"))
+    except ImportError:
+        Image = None
+    try:
+        if Image is not None:
+            with Image.open(path) as im:
+                return np.asarray(im.convert("RGB"))
+        av = _av()
+        with av.open(str(path)) as container:
+            return next(container.decode(video=0)).to_ndarray(format="rgb24")
+    except MediaError:
+        raise
+    except Exception as e:  # noqa: BLE001 - every decoder failure means the same to the caller
+        raise MediaError(f"{path}: cannot be read as an image ({type(e).__name__}: {e})") from None
 
 
 def _av():

@@ -54,7 +54,7 @@ class _LastRows(Source):
 
 def load_tae(source: SourceArg, *, param_dtype=jnp.float32, compute_dtype=None,
              decoder_time_upscale: Sequence[bool] | None = None,
-             decoder_space_upscale: Sequence[bool] | None = None) -> TinyAutoencoder:
+             decoder_space_upscale: Sequence[bool] | None = None, latent_channels: int = 128) -> TinyAutoencoder:
     """Build and fill a `TinyAutoencoder` from a TAEHV safetensors file (or a key -> array mapping).
 
     Args:
@@ -64,13 +64,14 @@ def load_tae(source: SourceArg, *, param_dtype=jnp.float32, compute_dtype=None,
         compute_dtype: activation dtype; default `param_dtype`.
         decoder_time_upscale, decoder_space_upscale: per-stage preview switches (see `TAEConfig`);
             default all on, the full decoder.
+        latent_channels: of the model the TAE decodes for (LTX: 128).
 
     Raises:
         TAECheckpointError: not an LTX TAEHV checkpoint (see `config_from_shapes`).
         LoadError: a key missing, left over or of the wrong shape (every one is named).
     """
     base = open_source(source)
-    config = config_from_shapes({k: s.shape for k, s in base.specs().items()})
+    config = config_from_shapes({k: s.shape for k, s in base.specs().items()}, latent_channels=latent_channels)
     options = {}
     if decoder_time_upscale is not None:
         options["decoder_time_upscale"] = tuple(bool(b) for b in decoder_time_upscale)
@@ -114,4 +115,5 @@ def with_decoder_options(tae: TinyAutoencoder, *, time_upscale: Sequence[bool] |
     else:
         compute_dtype = param_dtype
     return load_tae(state_dict(tae), param_dtype=param_dtype, compute_dtype=compute_dtype,
-                    decoder_time_upscale=as3(time_upscale), decoder_space_upscale=as3(space_upscale))
+                    decoder_time_upscale=as3(time_upscale), decoder_space_upscale=as3(space_upscale),
+                    latent_channels=tae.config.latent_channels)
