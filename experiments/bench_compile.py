@@ -31,7 +31,7 @@ def tiny(work: Path) -> dict:
     import numpy as np
 
     from ltx_jax.configs import LTX_2_3_TINY, TINY_UPSAMPLERS
-    from ltx_jax.convert.synthetic import write_checkpoint, write_upsampler
+    from ltx_jax.checkpoint.synthetic import write_checkpoint, write_upsampler
 
     ckpt = write_checkpoint(LTX_2_3_TINY, work / "ckpt.safetensors")
     ups = write_upsampler(TINY_UPSAMPLERS["spatial_x2"], work / "up.safetensors")

@@ -38,6 +38,7 @@ _EXPORTS = {
     "load_audio_decoder": "ltx_jax.audio_vae", "load_audio_encoder": "ltx_jax.audio_vae",
     "load_vocoder": "ltx_jax.audio_vae", "decode_audio": "ltx_jax.audio_vae",
     "decode_audio_chunked": "ltx_jax.audio_vae", "encode_audio": "ltx_jax.audio_vae",
+    "load_gemma": "ltx_jax.text_encoder", "encode_prompts": "ltx_jax.text_encoder",
     # sampling
     "video_positions": "ltx_jax.sampling", "audio_positions": "ltx_jax.sampling", "GuiderParams": "ltx_jax.sampling",
     # pipelines
@@ -48,7 +49,7 @@ _EXPORTS = {
 }
 # The model packages bind their modules to the checkpoint layout when imported; `restore` by name needs them.
 _MODEL_PACKAGES = ("ltx_jax.transformer", "ltx_jax.video_vae", "ltx_jax.upsampler", "ltx_jax.tiny_vae",
-                   "ltx_jax.audio_vae")
+                   "ltx_jax.audio_vae", "ltx_jax.text_encoder")
 
 __all__ = sorted(_EXPORTS)
 

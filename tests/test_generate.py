@@ -31,8 +31,8 @@ def files(tmp_path_factory) -> dict[str, Path]:
     from flax import nnx
 
     from ltx_jax.configs import LTX_2_3_TINY_AV, TINY_UPSAMPLERS, TAEConfig
-    from ltx_jax.convert.safetensors_file import SafetensorsFile, save_file
-    from ltx_jax.convert.synthetic import write_checkpoint, write_upsampler
+    from ltx_jax.checkpoint.safetensors_file import SafetensorsFile, save_file
+    from ltx_jax.checkpoint.synthetic import write_checkpoint, write_upsampler
     from ltx_jax.tiny_vae import TinyAutoencoder, state_dict
 
     d = tmp_path_factory.mktemp("generate")

@@ -225,7 +225,7 @@ def build_plan(args, *, devices: int | None = None) -> Plan:
         if "temporal" not in t.description:
             raise PlanError(f"--temporal-upsampler {args.temporal_upsampler}: is a {t.description}, not temporal")
         files.append(t)
-    from ltx_jax.convert.lora import parse_lora_arg
+    from ltx_jax.checkpoint.lora import parse_lora_arg
     loras = []
     for spec in args.lora:
         path, strength = parse_lora_arg(spec)
@@ -251,7 +251,7 @@ def build_plan(args, *, devices: int | None = None) -> Plan:
         gemma = args.gemma
     if args.preview:
         files.append(classify("preview", args.preview, "--preview", ("tae",)))
-        from ltx_jax.convert.safetensors_file import SafetensorsFile
+        from ltx_jax.checkpoint.safetensors_file import SafetensorsFile
         from ltx_jax.tiny_vae import TAECheckpointError, config_from_shapes
         with SafetensorsFile(args.preview) as f:
             try:

@@ -43,8 +43,8 @@ _PASS_FOR_KIND = {"lora": "--lora", "upsampler": "--upsampler", "tae": "--previe
 
 def classify(role: str, path: str, flag: str, expect: tuple[str, ...]) -> ModelFile:
     """Inspect a safetensors file's header and refuse it unless its kind is one of `expect`."""
-    from ltx_jax.convert.inspect import inspect_file
-    from ltx_jax.convert.safetensors_file import SafetensorsError
+    from ltx_jax.checkpoint.inspect import inspect_file
+    from ltx_jax.checkpoint.safetensors_file import SafetensorsError
 
     p = exists(role, path, flag)
     if p.is_dir():
@@ -64,8 +64,8 @@ def classify(role: str, path: str, flag: str, expect: tuple[str, ...]) -> ModelF
 def checkpoint_info(path: str | None) -> tuple[ModelFile, Any, dict[str, int], bool]:
     """(file entry, LTXConfig, parameters per component, has FP8 weights) of the checkpoint, headers only."""
     from ltx_jax.configs import ConfigError, from_metadata
-    from ltx_jax.convert.inspect import checkpoint_component
-    from ltx_jax.convert.source import open_source
+    from ltx_jax.checkpoint.inspect import checkpoint_component
+    from ltx_jax.checkpoint.open import open_source
 
     p = exists("checkpoint", path, "--checkpoint")
     if p.is_file():
@@ -109,7 +109,7 @@ def gemma_folder(path: str) -> ModelFile:
     from ltx_jax.pipelines import capabilities as cap
     if cap.has_text_encoder():
         from ltx_jax.configs import ConfigError
-        from ltx_jax.convert.safetensors_file import SafetensorsError
+        from ltx_jax.checkpoint.safetensors_file import SafetensorsError
         from ltx_jax.text_encoder import GemmaFolder, GemmaFolderError
         try:
             GemmaFolder(p).close()

@@ -8,8 +8,7 @@ compiles once per shape and pass structure. Everything that varies between runs 
 argument: latents (donated), contexts, masks, positions, sigmas, guidance scales, STG blocks, SDE noise or
 its key, and the id of the host callbacks. `TRACES` counts traces per loop, for tests.
 
-Progress and x0 previews leave the loop through `jax.debug.callback` to a module-level dispatcher that looks
-the run's `Callbacks` up by id, so different callbacks do not recompile either.
+Progress and x0 previews leave through `jax.debug.callback` to a dispatcher keyed by run id (no recompiles).
 """
 
 from __future__ import annotations
@@ -197,8 +196,7 @@ def _res2s_loop(graphdef, params, video_latent, audio_latent, fixed: _Fixed, eva
             return bv.astype(xv.dtype), ba.astype(xa.dtype), anc_v, eps_v, anc_a, eps_a
 
         new = jax.lax.switch(phase, (sub, full, final), None)
-        new = (constrain(new[0], rules, "activation.state.video"), constrain(new[1], rules, "activation.state.audio"),
-               *new[2:])
+        new = (constrain(new[0], rules, "activation.state.video"), constrain(new[1], rules, "activation.state.audio"), *new[2:])
         return new, out
 
     f32 = lambda x: jnp.zeros(x.shape, jnp.promote_types(x.dtype, jnp.float32))  # noqa: E731
