@@ -202,13 +202,8 @@ def load_ours(weights: Path, args) -> nnx.Module:
     rt = Runtime(param_dtype=args.dtype, compute_dtype=args.dtype, fp8=args.fp8)
     if args.fp8 == "off":
         return load_transformer(weights, rt)
-    from ltx_jax.checkpoint.loader import restore
-    from ltx_jax.pipelines.quantize import QuantizeSpec, quantize_checkpoint
-
-    fp8_file = weights.with_name("fp8_" + weights.name)
-    quantize_checkpoint(weights, fp8_file, QuantizeSpec(exclude_blocks=(), sigmas=(1.0,), frames=9, height=128,
-                                                        width=128), overwrite=True)
-    return restore(fp8_file, "transformer", runtime=rt)
+    from ltx_jax.pipelines.quantize import quantized_transformer
+    return quantized_transformer(weights, rt)
 
 
 def main() -> int:

@@ -50,7 +50,7 @@ from ltx_jax.nn.fp8 import E4M3, FP8_MAX, quantize_per_tensor
 from ltx_jax.nn.linear import Linear
 from ltx_jax.transformer.model import LTXModel  # also binds the transformer to the restore path
 
-__all__ = ["QuantizeSpec", "DEFAULT_EXCLUDED_BLOCKS", "CALIBRATION_SIGMAS", "select_layers", "calibrate",
+__all__ = ["QuantizeSpec", "quantized_transformer", "DEFAULT_EXCLUDED_BLOCKS", "CALIBRATION_SIGMAS", "select_layers", "calibrate",
            "quantize_checkpoint", "quantize_blocks_in_memory"]
 
 DEFAULT_EXCLUDED_BLOCKS = (0, 43, 44, 45, 46, 47)  # ltx-core 1.0.0 EXCLUDED_LAYER_SUBSTRINGS, block part
@@ -254,3 +254,13 @@ def quantize_blocks_in_memory(model, input_amax: dict[str, float], mode: str = "
             jnp.asarray(np.array([s for _, s in parts], np.float32)),
             jnp.asarray(np.array(amax, np.float32) / np.float32(FP8_MAX)), mode=mode))
     return model
+
+
+def quantized_transformer(weights: str | os.PathLike, runtime, spec: QuantizeSpec | None = None):
+    """The transformer of a bf16 / f32 file in `runtime.fp8` mode: quantized into `fp8_<name>` beside the file
+    (every block by default: benchmarks compare FP8 against bf16 block for block), then restored from it."""
+    weights = Path(weights)
+    fp8_file = weights.with_name("fp8_" + weights.name)
+    spec = spec or QuantizeSpec(exclude_blocks=(), sigmas=(1.0,), frames=9, height=128, width=128)
+    quantize_checkpoint(weights, fp8_file, spec, overwrite=True)
+    return restore(fp8_file, "transformer", runtime=runtime)
