@@ -83,22 +83,8 @@ def _mp4_frames(path: Path) -> np.ndarray:
 
 
 @pytest.mark.reference
-def test_generate_dev_and_hq_with_lora_upscales_tiling_and_mp4(tmp_path, capsys, monkeypatch):
-    import dataclasses
-
+def test_generate_dev_and_hq_with_lora_upscales_tiling_and_mp4(tmp_path, capsys):
     from conftest import build_loops_reference, build_lora_reference
-    from ltx_jax.pipelines import generation
-
-    # The official dev defaults name STG block 28 (of 48); the tiny model has 2 blocks and the CLI takes no
-    # guidance flags, so the defaults' STG block becomes the last one, as in the loop fixture's guided run.
-    official = generation.defaults_for_version
-
-    def tiny_defaults(version):  # noqa: ANN001, ANN202
-        d = official(version)
-        last = (fx.manifest["config"]["transformer"]["num_layers"] - 1,)
-        return dataclasses.replace(d, video=dataclasses.replace(d.video, stg_blocks=last),
-                                   audio=dataclasses.replace(d.audio, stg_blocks=last))
-    monkeypatch.setattr(generation, "defaults_for_version", tiny_defaults)
 
     loops = build_loops_reference("ltx23-tiny", 0)
     lora = build_lora_reference("ltx23-tiny", 0) / "lora_a_attn_r4.safetensors"
@@ -107,8 +93,11 @@ def test_generate_dev_and_hq_with_lora_upscales_tiling_and_mp4(tmp_path, capsys,
     np.savez(prompt, video_context=fx["ctx.pos.video"], audio_context=fx["ctx.pos.audio"],
              negative_video_context=fx["ctx.neg.video"], negative_audio_context=fx["ctx.neg.audio"])
     ckpt = str(loops / "ltx_checkpoint.safetensors")
+    # The official dev defaults name STG block 28 (of 48); the tiny model's STG block is its last one, as in the
+    # loop fixture's guided run.
+    last = str(fx.manifest["config"]["transformer"]["num_layers"] - 1)
     common = ["--prompt", str(prompt), "--distilled-lora", str(lora), "--frames", "9", "--steps", "2",
-              "--dtype", "float32", "--quiet"]
+              "--dtype", "float32", "--video-stg-blocks", last, "--audio-stg-blocks", last, "--quiet"]
 
     dev = tmp_path / "dev"
     assert main(["generate", ckpt, "--pipeline", "dev", *common, "--height", "192", "--width", "192",

@@ -34,9 +34,11 @@ def files(tmp_path_factory) -> dict[str, Path]:
     from ltx_jax.checkpoint.safetensors_file import SafetensorsFile, save_file
     from ltx_jax.checkpoint.synthetic import write_checkpoint, write_upsampler
     from ltx_jax.tiny_vae import TinyAutoencoder, state_dict
+    from ltx_jax.audio_vae import audio_schema
 
     d = tmp_path_factory.mktemp("generate")
-    out = {"checkpoint": write_checkpoint(LTX_2_3_TINY_AV, d / "ltx23-tiny-av.safetensors", seed=0),
+    out = {"checkpoint": write_checkpoint(LTX_2_3_TINY_AV, d / "ltx23-tiny-av.safetensors", seed=0,
+                                                 extra_schema=audio_schema(LTX_2_3_TINY_AV)),
            "upsampler": write_upsampler(TINY_UPSAMPLERS["spatial_x2"], d / "up-x2.safetensors", seed=0)}
     rng = np.random.default_rng(1)
     lora = {}

@@ -113,7 +113,8 @@ def write_frames_dir(out: Path, frames: np.ndarray, fps: float, formats: tuple[s
     written = []
     if "npz" in formats:
         with atomic_path(out / "video.npz") as tmp, open(tmp, "wb") as fh:
-            np.savez_compressed(fh, frames=frames, fps=np.float32(fps))
+            sound = {} if audio is None else {"audio": np.asarray(audio, np.float32), "sample_rate": np.int32(sample_rate)}
+            np.savez_compressed(fh, frames=frames, fps=np.float32(fps), **sound)
         written.append(out / "video.npz")
     if "png" in formats:
         for i, frame in enumerate(frames):

@@ -165,9 +165,14 @@ def build_plan(args, *, devices: int | None = None) -> Plan:
     """Check every argument of `generate` and resolve its defaults; raises `PlanError` (or `VideoShapeError`,
     `MediaError`) naming the bad value. Reads file headers and conditioning images only."""
     from ltx_jax.pipelines.generation import Request, validate
-    from ltx_jax.pipelines.media import ImageCondition, MediaError, load_image
+    from ltx_jax.pipelines.media import ImageCondition, MediaError, load_image, output_formats
 
     pipeline = args.pipeline
+    out_is_dir = Path(args.out).suffix.lower() != ".mp4"
+    try:  # first: an unknown format is refused before any file is read
+        formats = output_formats(args.format) if out_is_dir else ("mp4",)
+    except MediaError as e:
+        raise PlanError(f"--format: {e}") from None
     if args.prompt is not None and args.prompt_file is not None:
         raise PlanError("give the prompt as text or as --prompt-file, not both")
     if args.prompt is None and args.prompt_file is None:
@@ -263,12 +268,6 @@ def build_plan(args, *, devices: int | None = None) -> Plan:
         raise PlanError(f"--preview-every must be >= 1; got {args.preview_every}")
 
     out = Path(args.out)
-    out_is_dir = out.suffix.lower() != ".mp4"
-    from ltx_jax.pipelines.media import MediaError, output_formats
-    try:
-        formats = output_formats(args.format) if out_is_dir else ("mp4",)
-    except MediaError as e:
-        raise PlanError(f"--format: {e}") from None
     parent = out if out_is_dir else out.parent
     if parent.exists() and not parent.is_dir():
         raise PlanError(f"--out {out}: {parent} is not a folder")
