@@ -94,26 +94,25 @@ class Check:
     inputs: tuple[tuple[str, str], ...] = ()  # (regex, reason) of the arrays it reads as given inputs
 
 
-def relative_error(ours: np.ndarray, ref: np.ndarray) -> float:
-    """max |ours - ref| / max |ref| (shapes must match)."""
+def _relative(ours: np.ndarray, ref: np.ndarray, norm) -> float:
+    """norm(ours - ref) / norm(ref), in float64; inf if ours is not finite; norm(ours) where ref is all zero."""
     ours, ref = np.asarray(ours, np.float64), np.asarray(ref, np.float64)
     if ours.shape != ref.shape:
         raise ValueError(f"shape {ours.shape} != reference {ref.shape}")
     if not np.all(np.isfinite(ours)):
         return float("inf")
-    scale = np.max(np.abs(ref))
-    return float(np.max(np.abs(ours - ref)) / scale) if scale > 0 else float(np.max(np.abs(ours)))
+    scale = norm(ref)
+    return float(norm(ours - ref) / scale) if scale > 0 else float(norm(ours))
+
+
+def relative_error(ours: np.ndarray, ref: np.ndarray) -> float:
+    """max |ours - ref| / max |ref| (shapes must match)."""
+    return _relative(ours, ref, lambda x: np.max(np.abs(x)))
 
 
 def relative_l2(ours: np.ndarray, ref: np.ndarray) -> float:
     """||ours - ref|| / ||ref|| (for outputs where a few elements may legitimately differ, e.g. FP8 roundings)."""
-    ours, ref = np.asarray(ours, np.float64), np.asarray(ref, np.float64)
-    if ours.shape != ref.shape:
-        raise ValueError(f"shape {ours.shape} != reference {ref.shape}")
-    if not np.all(np.isfinite(ours)):
-        return float("inf")
-    scale = np.linalg.norm(ref)
-    return float(np.linalg.norm(ours - ref) / scale) if scale > 0 else float(np.linalg.norm(ours))
+    return _relative(ours, ref, np.linalg.norm)
 
 
 def _checks() -> tuple[list[Check], list[tuple[str, str]]]:
