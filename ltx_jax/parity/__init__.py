@@ -14,6 +14,9 @@ Nothing passes by omission: every array of `fixtures.npz` ends up in exactly one
   unclaimed  none of the above (an unknown array, a check that did not apply or did not yield it):
              a failure, so `ok` is false.
 An array a check `covers` (an output) is never accepted as an input: the runner computes what it checks.
+
+Under a mesh (`run_parity(..., mesh=ParityMesh)`, `ltx_jax.parity.mesh`) every check reads it from `Fixture.mesh`,
+the bounds stay the same, and each compared array gets a `placement`: the path it took (sharded, replicated, host).
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ class Fixture:
     """A fixture directory: lazy access to its arrays, manifest and files."""
 
     path: Path
+    mesh: Any = None  # a `ltx_jax.parity.mesh.ParityMesh` to run the checks under, or None (one device)
 
     def __post_init__(self):
         self.path = Path(self.path)
@@ -131,14 +135,18 @@ class Report:
     skipped: dict[str, str] = field(default_factory=dict)
     inputs: dict[str, str] = field(default_factory=dict)
     unclaimed: dict[str, str] = field(default_factory=dict)
+    mesh: dict[str, Any] | None = None  # `ParityMesh.describe()` of a run under a mesh
 
     @property
     def ok(self) -> bool:
         return not self.unclaimed and all(a["ok"] for a in self.arrays.values())
 
     def to_json(self) -> dict[str, Any]:
-        return {"ok": self.ok, "arrays": self.arrays, "skipped": self.skipped, "inputs": self.inputs,
-                "unclaimed": self.unclaimed}
+        out = {"ok": self.ok, "arrays": self.arrays, "skipped": self.skipped, "inputs": self.inputs,
+               "unclaimed": self.unclaimed}
+        if self.mesh is not None:
+            out.update(mesh=self.mesh["mesh"], attention=self.mesh["attention"])
+        return out
 
 
 def _same_bits(ours, ref: np.ndarray) -> bool:
@@ -157,14 +165,16 @@ def _fail(report: Report, name: str, error: str) -> None:
     report.arrays[name] = {"max_rel_err": float("inf"), "bound": 0.0, "ok": False, "error": error}
 
 
-def run_parity(path: str | Path, only: str | None = None, *, dry_run: bool = False) -> Report:
+def run_parity(path: str | Path, only: str | None = None, *, mesh=None, dry_run: bool = False) -> Report:
     """Run every applicable check on the fixture directory at `path` and account for every array.
+
+    `mesh`: a `ltx_jax.parity.mesh.ParityMesh` to run every check under (same bounds; arrays get a `placement`).
 
     `dry_run`: decide which check claims which array without running any model (`plan_coverage`); arrays a
     check would compare are listed under `inputs` as "would be compared by <check>".
     """
-    fixture = Fixture(path)
-    report = Report()
+    fixture = Fixture(path, mesh)
+    report = Report(mesh=mesh.describe() if mesh is not None else None)
     names = sorted(fixture.arrays)
     checks, not_checked = _checks()
     would_compare: dict[str, str] = {}
@@ -196,6 +206,8 @@ def run_parity(path: str | Path, only: str | None = None, *, dry_run: bool = Fal
             for n in covered:
                 would_compare.setdefault(n, check.name)
             continue
+        if mesh is not None:
+            mesh.notes.clear()
         try:
             for name, ours, bound, *metric in check.run(fixture):  # optional 4th item: "rel_l2"
                 if ours is None:  # named as not checked, with the check's reason
@@ -212,6 +224,8 @@ def run_parity(path: str | Path, only: str | None = None, *, dry_run: bool = Fal
                          **({"metric": "rel_l2"} if metric == ["rel_l2"] else {})}
                 if bound == 0.0 and err == 0.0 and not _same_bits(ours, fixture[name]):
                     entry.update(ok=False, error="equal values but different bits (e.g. the sign of a zero)")
+                if mesh is not None:
+                    entry["placement"] = mesh.placement(name)
                 report.arrays[name] = entry
         except Exception as e:  # a crash in one component is a failure of its arrays, not of the run
             for n in covered or [check.name]:
@@ -245,7 +259,12 @@ def plan_coverage(path: str | Path) -> Report:
 
 
 def format_table(report: Report) -> str:
-    lines = [f"{'array':<58} {'max_rel_err':>12} {'bound':>9}  ok"]
+    lines = []
+    if report.mesh is not None:
+        m = report.mesh
+        lines.append(f"mesh {' x '.join(f'{k}={v}' for k, v in m['mesh'].items())} ({m['devices']} devices), "
+                     f"attention {m['attention']}")
+    lines.append(f"{'array':<58} {'max_rel_err':>12} {'bound':>9}  ok")
     for name, a in sorted(report.arrays.items()):
         flag = "ok" if a["ok"] else "FAIL"
         lines.append(f"{name:<58} {a['max_rel_err']:>12.3e} {a['bound']:>9.1e}  {flag}"
@@ -256,5 +275,11 @@ def format_table(report: Report) -> str:
         lines.append(f"  skipped {name}: {why}")
     for name, why in sorted(report.unclaimed.items()):
         lines.append(f"  UNCLAIMED {name}: {why}")
+    placements: dict[str, list[str]] = {}
+    for name, a in sorted(report.arrays.items()):
+        if "placement" in a:
+            placements.setdefault(a["placement"], []).append(name)
+    for text, names in placements.items():
+        lines.append(f"  placement of {len(names)} array(s) ({names[0]}, ...): {text}")
     lines.append("ok" if report.ok else "NOT OK")
     return "\n".join(lines)

@@ -65,7 +65,8 @@ _VOCODER_MID = ("conv_post_out", "waveform_16k", "waveform_16k_padded", "bwe_res
 def _run(fx: Fixture) -> Iterator[tuple[str, np.ndarray, float]]:
     from ltx_jax.audio_vae import encode_audio, tokens_to_latent
 
-    modules = load(fx)
+    mesh = fx.mesh  # no sharded path: under a mesh, weights and inputs replicated on it (batch on data)
+    modules = load(fx) if mesh is None else tuple(mesh.module(m) for m in load(fx))
     graphdefs, states = zip(*(nnx.split(m) for m in modules))
     encoder = modules[1]
     for sfx in _lengths(fx):
@@ -73,12 +74,21 @@ def _run(fx: Fixture) -> Iterator[tuple[str, np.ndarray, float]]:
             continue
         latent = jnp.asarray(fx["audio_decode.in.latent" + sfx])
         if "audio_decode.in.tokens" + sfx in fx:  # the pipeline's unpatchify, ours: bit for bit, then decoded
-            latent = tokens_to_latent(jnp.asarray(fx["audio_decode.in.tokens" + sfx]), latent.shape[1])
+            tokens = jnp.asarray(fx["audio_decode.in.tokens" + sfx])
+            latent = tokens_to_latent(tokens if mesh is None else mesh.batch(tokens), latent.shape[1])
+            if mesh is not None:
+                mesh.note(mesh.replicated("the audio unpatchify", latent))
             yield "audio_decode.in.latent" + sfx, np.asarray(latent), 0.0
+        if mesh is not None:
+            latent = mesh.batch(latent)
         mel_name = next((n for n in ("vocoder.in.mel", "audio_encode.in.mel") if n + sfx in fx), None)
         mel = jnp.asarray(fx[mel_name + sfx]) if mel_name else None
+        if mesh is not None and mel is not None:
+            mel = mesh.batch(mel)
         out = _forward(tuple(graphdefs), tuple(states), latent, mel if mel is not None else
                        jnp.zeros((1, 2, 4 * latent.shape[2] - 3, 64), jnp.float32))
+        if mesh is not None:
+            mesh.note(mesh.replicated("the audio VAE / vocoder", out["mel"]))
         stages = {k: np.asarray(v) for k, v in out["stages"].items()}
         candidates = {
             "audio_decode.mid.latent_unnormalized": np.asarray(out["denormalized"]),
@@ -101,9 +111,11 @@ def _run(fx: Fixture) -> Iterator[tuple[str, np.ndarray, float]]:
     if "audio_encode_wave.out.latent" in fx:
         from ltx_jax.audio_vae.mel import waveform_to_mel
         c = encoder.config
-        wave = fx["audio_encode_wave.in.waveform"]
+        wave = fx["audio_encode_wave.in.waveform"] if mesh is None else mesh.batch(fx["audio_encode_wave.in.waveform"])
         mel = waveform_to_mel(wave, sample_rate=c.sampling_rate, n_fft=c.n_fft, hop=c.mel_hop_length,
                               n_mels=c.mel_bins)
+        if mesh is not None:
+            mesh.note(mesh.replicated("the audio encoder", mel))
         yield "audio_encode_wave.mid.mel", np.asarray(mel), BOUND
         yield "audio_encode_wave.out.latent", np.asarray(encode_audio(encoder, wave, c.sampling_rate)), BOUND
 

@@ -25,7 +25,7 @@ import numpy as np
 from flax import nnx
 
 from ltx_jax.parity import Check, Fixture
-from ltx_jax.parity.transformer import BOUND_F32, F32, _modality, _velocity_and_x0, models
+from ltx_jax.parity.transformer import BOUND_F32, F32, _modality, models, velocity_and_x0
 
 __all__ = ["CHECKS", "NOT_CHECKED", "FP8_FILE", "BOUND_SCALED_L2", "run_fp8"]
 
@@ -45,7 +45,7 @@ def run_fp8(fx: Fixture, mode: str) -> dict[str, np.ndarray]:
     from ltx_jax.transformer import Perturbations  # noqa: PLC0415
 
     none = Perturbations.none(config.transformer.num_layers, video.latent.shape[0])
-    v, a, _, _ = _velocity_and_x0(*dit, video, audio, none)
+    v, a, _, _ = velocity_and_x0(fx, dit, video, audio, none)
     return {"video": np.asarray(v, np.float32), "audio": np.asarray(a, np.float32)}
 
 

@@ -12,6 +12,8 @@ compares:
   float32; `ltx_bf16.<p>.*`: the same in bfloat16, loose bounds (bf16 rounding of two different stacks).
 
 Configs come from the folder's config.json and the checkpoint's metadata; nothing here assumes the tiny dims.
+Under a mesh (`Fixture.mesh`) the decoder runs its sharded path (restored straight into `gemma_rules(mesh, "fsdp")`,
+tokens batch on `data`); the connectors have none and run replicated; the tokenizer is host code.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from flax import nnx
 
 from ltx_jax.configs import Runtime
 from ltx_jax.parity import Check, Fixture
+from ltx_jax.parity.mesh import HOST
 from ltx_jax.transformer import encode_text
 
 __all__ = ["CHECKS", "NOT_CHECKED", "prompts", "BOUND_F32", "BOUND_PATH", "BOUND_BF16"]
@@ -70,7 +73,7 @@ def _encoder(path: str, runtime: Runtime):
 _RUNS: dict = {}
 
 
-def _hidden_and_prenorm(gemma, ids: np.ndarray, mask: np.ndarray):
+def _hidden_and_prenorm(gemma, ids: np.ndarray, mask: np.ndarray, mesh=None):
     """Both from one jitted function, memoized per (encoder, tokens): the hidden-state and whole-path checks
     share one compilation, and one run when our tokens equal the fixture's."""
     from ltx_jax.text_encoder.encoder import with_prenorm_fn
@@ -78,8 +81,10 @@ def _hidden_and_prenorm(gemma, ids: np.ndarray, mask: np.ndarray):
     key = (id(gemma), np.asarray(ids).tobytes(), np.asarray(mask).tobytes())
     if key not in _RUNS:
         _RUNS.clear()
-        _RUNS[key] = with_prenorm_fn(gemma.graphdef, gemma.state, jnp.asarray(ids, jnp.int32),
-                                     jnp.asarray(mask, jnp.int32))
+        ids, mask = jnp.asarray(ids, jnp.int32), jnp.asarray(mask, jnp.int32)
+        if mesh is not None:
+            ids, mask = mesh.batch(ids), mesh.batch(mask)
+        _RUNS[key] = with_prenorm_fn(gemma.graphdef, gemma.state, ids, mask)
     return _RUNS[key]
 
 
@@ -91,7 +96,9 @@ def _valid_only(ours: np.ndarray, ref: np.ndarray, mask: np.ndarray, axis: int) 
 
 
 def _run_tokens(fx: Fixture) -> Iterator[tuple[str, np.ndarray, float]]:
-    gemma, _ = _encoder(str(fx.path), F32)
+    gemma, _ = _encoder(str(fx.path), F32, fx.mesh)
+    if fx.mesh is not None:
+        fx.mesh.note(HOST)
     texts = prompts(fx)
     ids, mask = gemma.tokenize(list(texts.values()))
     for i, name in enumerate(texts):
@@ -100,11 +107,12 @@ def _run_tokens(fx: Fixture) -> Iterator[tuple[str, np.ndarray, float]]:
 
 
 def _run_hidden(fx: Fixture) -> Iterator[tuple[str, np.ndarray, float]]:
-    gemma, _ = _encoder(str(fx.path), F32)
+    gemma, _ = _encoder(str(fx.path), F32, fx.mesh)
     names = [n for n in prompts(fx) if f"gemma.{n}.hidden_states" in fx or f"gemma.{n}.last_layer_prenorm" in fx]
     ids = np.concatenate([fx[f"tok.{n}.input_ids"] for n in names])
     mask = np.concatenate([fx[f"tok.{n}.attention_mask"] for n in names])
-    hidden, prenorm = _hidden_and_prenorm(gemma, ids, mask)  # [L+1, B, T, H], all prompts in one batch
+    hidden, prenorm = _hidden_and_prenorm(gemma, ids, mask, fx.mesh)  # [L+1, B, T, H], all prompts in one batch
+    _note_hidden(fx, gemma, hidden)
     hidden, prenorm = np.asarray(hidden), np.asarray(prenorm)
     for i, n in enumerate(names):
         if f"gemma.{n}.hidden_states" in fx:
@@ -116,17 +124,21 @@ def _run_hidden(fx: Fixture) -> Iterator[tuple[str, np.ndarray, float]]:
 
 
 def _run_path(fx: Fixture, runtime: Runtime, prefix: str, bound_hidden: float, bound_out: float):
-    gemma, text = _encoder(str(fx.path), runtime)
+    gemma, text = _encoder(str(fx.path), runtime, fx.mesh)
     if text is None:
         raise FileNotFoundError(f"{fx.path / CHECKPOINT} is missing")
     texts = {n: t for n, t in prompts(fx).items() if fx.names(rf"^{re.escape(prefix)}\.{re.escape(n)}\.")}
     ids, mask = gemma.tokenize(list(texts.values()))
-    hidden = _hidden_and_prenorm(gemma, ids, mask)[0]  # [L+1, B, T, H]
+    hidden = _hidden_and_prenorm(gemma, ids, mask, fx.mesh)[0]  # [L+1, B, T, H]
+    _note_hidden(fx, gemma, hidden, r"\.hidden_states$")
     stacked = jnp.moveaxis(hidden, 0, -1)
     graphdef, state = text
     processor = nnx.merge(graphdef, state)
     features = processor.feature_extractor(stacked.astype(processor.compute_dtype), jnp.asarray(mask))
     video, audio = encode_text(graphdef, state, stacked, jnp.asarray(mask))
+    if fx.mesh is not None:
+        fx.mesh.note(fx.mesh.replicated("the text connector", video))
+        fx.mesh.note(HOST, r"\.(binary|additive)_mask$")
     hidden = np.asarray(hidden.astype(jnp.float32))
     for i, n in enumerate(texts):
         got = {"hidden_states": (_valid_only(hidden[:, i:i + 1], fx[f"{prefix}.{n}.hidden_states"], mask[i], 2)

@@ -8,6 +8,10 @@ decode with the recorded decoder noise: errors accumulate through the whole chai
 and token counts come from the checkpoint metadata and the array shapes, so any small dims work. The loop-fixture
 runs are in `ltx_jax.parity.loop_runs`. Counterparts: ltx_pipelines `distilled.py`, `utils/samplers.py`,
 `utils/helpers.py`.
+
+Under a mesh (`Fixture.mesh`) the states are noised on the mesh by the sampler's state rules, both stages run the
+sharded loop (`sample(..., rules=)`), the upsampler (no sharded path) runs replicated and the decode sharded
+(`decode_sharded`).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import numpy as np
 from flax import nnx
 
 from ltx_jax.parity import Check, Fixture
+from ltx_jax.parity.mesh import where
 
 __all__ = ["CHECKS", "BOUND", "run_two_stage", "audio_tokens_to_official", "loop_models", "recorded_state",
            "loop_upsampler"]
@@ -95,11 +100,14 @@ def run_two_stage(fx: Fixture) -> dict[str, np.ndarray]:
     from ltx_jax.sampling.loops import distilled_sampler, sample
     from ltx_jax.sampling.samplers import Prompt, TextContext
     from ltx_jax.upsampler import load_upsampler, upsample_video
-    from ltx_jax.video_vae import decode
 
     kind = loop_upsampler(fx)  # before anything is loaded: a fixture that names none fails at once
     rt, dit, encoder, decoder = loop_models(str(fx.path))
     upsampler = load_upsampler(fx.path / f"upsampler_{kind}.safetensors", rt)
+    mesh = fx.mesh
+    if mesh is not None:
+        mesh.dit_attention(dit)  # a strategy that cannot split the heads fails here, with the reason
+        encoder, upsampler = mesh.module(encoder), mesh.module(upsampler)
     prompt = Prompt(TextContext(jnp.asarray(fx["connector.out.video_encoding"]),
                                 jnp.asarray(fx["connector.out.audio_encoding"])))
     mel = fx["loop.stage1.out.audio_latent"].shape[-1]
@@ -116,11 +124,18 @@ def run_two_stage(fx: Fixture) -> dict[str, np.ndarray]:
             if stage == "stage2":  # our upsampled latent and our stage-1 audio, as the pipeline chains them
                 out[f"{p}.pre_noise_latent"] = np.asarray(pre[name])
                 st = st.replace(latent=pre[name], clean_latent=pre[name])
-            noised = noise_latent(st.latent, jnp.asarray(fx[f"{p}.noise"]), st.denoise_mask,
-                                  float(fx[f"{p}.noise_scale"][0]))
+            latent, noise = st.latent, jnp.asarray(fx[f"{p}.noise"])
+            if mesh is not None:
+                latent, noise = mesh.state(latent, noise, name)
+            noised = noise_latent(latent, noise, st.denoise_mask, float(fx[f"{p}.noise_scale"][0]))
             out[f"{p}.noised_latent"] = np.asarray(noised)
+            if mesh is not None:
+                mesh.note(f"the loop state noised on the mesh: {where(noised)}", rf"^{p}\.noised_latent$")
             states[name] = st.replace(latent=noised)
-        res = sample(dit, sampler, states["video"], states["audio"], prompt, record=True)
+        res = sample(dit, sampler, states["video"], states["audio"], prompt, record=True,
+                     rules=None if mesh is None else mesh.rules)
+        if mesh is not None:
+            mesh.loop(dit, res, rf"^loop\.(step|{stage}\.out\.|stage2\.audio\.pre_noise)")
         for i in range(sampler.steps):
             for s in ("video", "audio"):
                 out[f"loop.step{step + i:02d}.{s}_x0"] = np.asarray(res.record[f"{s}_x0"][i])
@@ -130,12 +145,29 @@ def run_two_stage(fx: Fixture) -> dict[str, np.ndarray]:
         out[f"loop.{stage}.out.audio_latent"] = audio_tokens_to_official(atok, mel)
         if stage == "stage1":
             latent = jnp.asarray(vtok.reshape(vtok.shape[0], *grids["stage1"], vtok.shape[-1]))
-            up = np.asarray(upsample_video(latent, encoder, upsampler))
+            up = upsample_video(latent if mesh is None else mesh.batch(latent), encoder, upsampler)
+            if mesh is not None:
+                mesh.note(mesh.replicated("the latent upsampler", up),
+                          r"^loop\.(upsample\.|stage2\.in\.|stage2\.video\.pre_noise)")
+            up = np.asarray(up)
             out["loop.upsample.out.video_latent"] = out["loop.stage2.in.upsampled_latent"] = np.moveaxis(up, -1, 1)
             pre = {"video": jnp.asarray(up.reshape(up.shape[0], -1, up.shape[-1])), "audio": jnp.asarray(atok)}
     latent = jnp.asarray(np.moveaxis(out["loop.stage2.out.video_latent"], 1, -1))
     noise = np.moveaxis(fx["loop.decode.noise"], 1, -1) if decoder.timestep_conditioning else None
-    out["loop.decode.out.video"] = np.moveaxis(np.asarray(decode(decoder, latent, noise=noise)), -1, 1)
+    out["loop.decode.out.video"] = np.moveaxis(np.asarray(_decode(fx, decoder, latent, noise, "loop")), -1, 1)
+    return out
+
+
+def _decode(fx: Fixture, decoder, latent, noise, prefix: str):
+    """The untiled decode: on one device, or under `fx.mesh` sharded by rows (`decode_sharded`), noted."""
+    from ltx_jax.video_vae import decode
+
+    if fx.mesh is None:
+        return decode(decoder, latent, noise=noise)
+    from ltx_jax.video_vae.sharded import decode_sharded
+    out = decode_sharded(decoder, latent, fx.mesh.rules, noise=noise)
+    fx.mesh.note(f"sharded decode (decode_sharded): latent rows over the mesh; output {where(out)}",
+                 rf"^{prefix}\.decode\.")
     return out
 
 

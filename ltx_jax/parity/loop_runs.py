@@ -12,17 +12,21 @@ What is computed by us and compared (nothing of it is taken from the fixture):
     `latent_in`, x0 per pass, guided and blended x0, and the final tokens and latents.
 Recorded random draws (`noise`, `sde_noise_raw`) and the image are inputs. Counterparts: ltx_pipelines
 `utils/helpers.py` (`denoise_audio_video`, the denoising functions), `utils/samplers.py`, ltx_core conditioning.
+Under a mesh (`Fixture.mesh`) the connector and the VAE encoder (no sharded path) run replicated, the conditioned
+states are placed by the sampler's rules and noised there, and every loop runs sharded (`sample(..., rules=)`).
 """
 
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Iterator
 
 import jax.numpy as jnp
 import numpy as np
 
 from ltx_jax.parity import Check, Fixture
+from ltx_jax.parity.mesh import where
 
 __all__ = ["CHECKS", "BOUND", "LOOP_RUNS", "run_loop_fixture", "our_states", "our_contexts", "recorded_guidance"]
 
@@ -61,11 +65,11 @@ def recorded_guidance(fx: Fixture, run: str):
 
 
 @functools.lru_cache(maxsize=2)
-def _contexts(path: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def _contexts(path: str, mesh=None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     from ltx_jax.parity.transformer import F32, _models
     from ltx_jax.transformer import encode_text
 
-    fx = Fixture(path)
+    fx = Fixture(path, mesh)
     out = {}
     for k in ("pos", "neg"):
         names = sorted(fx.names(rf"^ctx\.in\.{k}\.hidden_states\.\d+$"), key=lambda n: int(n.rsplit(".", 1)[1]))
@@ -73,7 +77,12 @@ def _contexts(path: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
             continue
         hidden = [jnp.asarray(fx[n]) for n in names]
         _, _, text = _models(path, F32, hidden[0].shape[-1], len(hidden))
-        v, a = encode_text(*text, hidden, jnp.asarray(fx[f"ctx.in.{k}.attention_mask"]))
+        mask = jnp.asarray(fx[f"ctx.in.{k}.attention_mask"])
+        if mesh is not None:
+            text, hidden, mask = (text[0], mesh.replicate(text[1])), mesh.batch(hidden), mesh.batch(mask)
+        v, a = encode_text(*text, hidden, mask)
+        if mesh is not None:
+            mesh.note(mesh.replicated("the text connector", v), r"^ctx\.")
         out[k] = (np.asarray(v, np.float32), np.asarray(a, np.float32))
     return out
 
@@ -82,19 +91,28 @@ def our_contexts(fx: Fixture):
     """{"pos", "neg"} -> `TextContext` from our connector on `ctx.in.*`."""
     from ltx_jax.sampling.samplers import TextContext
 
-    return {k: TextContext(jnp.asarray(v), jnp.asarray(a)) for k, (v, a) in _contexts(str(fx.path)).items()}
+    return {k: TextContext(jnp.asarray(v), jnp.asarray(a)) for k, (v, a) in _contexts(str(fx.path), fx.mesh).items()}
 
 
 @functools.lru_cache(maxsize=2)
-def _image_latents(path: str) -> dict[str, np.ndarray]:
+def _image_latents(path: str, mesh=None) -> dict[str, np.ndarray]:
     """`<run>.in.image_latent` ([B, C, 1, H', W']) from our encoder on `<run>.in.image`."""
     from ltx_jax.parity.loop import loop_models
     from ltx_jax.video_vae import encode
 
     fx = Fixture(path)
     _, _, encoder, _ = loop_models(path)
-    return {run: np.moveaxis(np.asarray(encode(encoder, np.moveaxis(fx[f"{run}.in.image"], 1, -1))), -1, 1)
-            for run in ("i2v", "keyframe") if f"{run}.in.image" in fx}
+    if mesh is not None:
+        encoder = mesh.module(encoder)
+    out = {}
+    for run in ("i2v", "keyframe"):
+        if f"{run}.in.image" in fx:
+            image = np.moveaxis(fx[f"{run}.in.image"], 1, -1)
+            latent = encode(encoder, image if mesh is None else mesh.batch(image))
+            if mesh is not None:
+                mesh.note(mesh.replicated("the video encoder", latent), rf"^{run}\.in\.image_latent$")
+            out[run] = np.moveaxis(np.asarray(latent), -1, 1)
+    return out
 
 
 def our_states(fx: Fixture, run: str):
@@ -108,7 +126,7 @@ def our_states(fx: Fixture, run: str):
     shape = VideoLatentShape(b, f, h, w, c)
     fps = _fps(fx)
     video = initial_state(video_positions(f, h, w, fps=fps, batch=b), channels=c)
-    images = _image_latents(str(fx.path))
+    images = _image_latents(str(fx.path), fx.mesh)
     if run in _I2V_STRENGTH:
         video = condition_by_latent_index(video, jnp.asarray(np.moveaxis(images["i2v"], 1, -1)), shape=shape,
                                           latent_idx=0, strength=_I2V_STRENGTH[run])
@@ -130,7 +148,11 @@ def _sde_noise(fx: Fixture, run: str, steps: int) -> tuple[np.ndarray, np.ndarra
     def one(i: int, kind: str, s: str) -> np.ndarray:
         raw = f"{run}.sde_noise_raw.{i:02d}.{kind}.{s}"
         if raw in fx:
-            ours = np.asarray(normalize_sde_noise(jnp.asarray(fx[raw], jnp.float32)))
+            x = jnp.asarray(fx[raw], jnp.float32)
+            ours = normalize_sde_noise(x if fx.mesh is None else fx.mesh.state(x, x, s)[0])
+            if fx.mesh is not None:
+                fx.mesh.note(f"SDE noise normalized on the mesh: {where(ours)}", r"\.sde_noise\.")
+            ours = np.asarray(ours)
             compared[f"{run}.sde_noise.{i:02d}.{kind}.{s}"] = ours
             return ours
         return fx[f"{run}.sde_noise.{i:02d}.{kind}.{s}"]
@@ -158,12 +180,21 @@ def run_loop_fixture(fx: Fixture, run: str) -> dict[str, np.ndarray]:
     ctx = our_contexts(fx)
     prompt = Prompt(ctx["pos"], ctx["neg"] if "uncond" in guidance.passes else None)
     states = {}
+    mesh = fx.mesh
+    if mesh is not None:
+        mesh.dit_attention(dit)  # a strategy that cannot split the heads fails here, with the reason
     for s, st in zip(("video", "audio"), our_states(fx, run), strict=True):
         p = f"{run}.in.{s}"
+        noise = jnp.asarray(fx[f"{p}.noise"])
+        if mesh is not None:
+            st, noise = mesh.latent_state(st, s), mesh.state(noise, noise, s)[0]
         out[f"{p}.pre_noise_latent"], out[f"{p}.clean_latent"] = np.asarray(st.latent), np.asarray(st.clean_latent)
         out[f"{p}.denoise_mask"], out[f"{p}.positions"] = np.asarray(st.denoise_mask), np.asarray(st.positions)
-        noised = noise_latent(st.latent, jnp.asarray(fx[f"{p}.noise"]), st.denoise_mask, float(fx[f"{p}.noise_scale"][0]))
+        noised = noise_latent(st.latent, noise, st.denoise_mask, float(fx[f"{p}.noise_scale"][0]))
         out[f"{p}.noised_latent"] = np.asarray(noised)
+        if mesh is not None:
+            mesh.note(f"conditioned state (conditioning on the default device), placed by the state rules and "
+                      f"noised on the mesh: {where(noised)}", rf"^{re.escape(p)}\.|^keyframe\.in\.appended")
         states[s] = st.replace(latent=noised)
     if run == "keyframe" and "keyframe.in.appended_positions" in fx:
         grid = int(np.prod(fx["keyframe.out.video_latent"].shape[2:]))
@@ -179,7 +210,11 @@ def run_loop_fixture(fx: Fixture, run: str) -> dict[str, np.ndarray]:
                                                                                           evals["step"]))]
     else:
         sigmas = sampler.sigmas[:-1]
-    res = sample(dit, sampler, states["video"], states["audio"], prompt, record=True, **kw)
+    res = sample(dit, sampler, states["video"], states["audio"], prompt, record=True, **kw,
+                 rules=None if mesh is None else mesh.rules)
+    if mesh is not None:
+        mesh.loop(dit, res, rf"^{re.escape(run)}\.(step|eval|out)")
+        mesh.note("host: the evaluation's sigma (numpy)", rf"^{re.escape(run)}\.(step|eval)\d+\.sigma$")
     label = "eval" if res2s else "step"
     for e in range(res.record["video_x0"].shape[0]):
         p = f"{run}.{label}{e:02d}"
@@ -210,10 +245,10 @@ def _loop_runs(fx: Fixture) -> list[str]:
 
 
 def _run(fx: Fixture) -> Iterator[tuple[str, np.ndarray, float]]:
-    for k, (v, a) in _contexts(str(fx.path)).items():
+    for k, (v, a) in _contexts(str(fx.path), fx.mesh).items():
         yield f"ctx.{k}.video", v, BOUND_INPUTS
         yield f"ctx.{k}.audio", a, BOUND_INPUTS
-    for run, lat in _image_latents(str(fx.path)).items():
+    for run, lat in _image_latents(str(fx.path), fx.mesh).items():
         yield f"{run}.in.image_latent", lat, BOUND_INPUTS
     for run in _loop_runs(fx):
         for name, ours in run_loop_fixture(fx, run).items():

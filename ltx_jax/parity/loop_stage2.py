@@ -8,6 +8,8 @@ upsampled latent (the upsampler the manifest names in `runs.<name>.upsampler`, o
 (Euler for dev, res_2s with our normalization of the recorded raw SDE draws for HQ), the final latents and the
 decode with the recorded decoder noise. Counterparts: ltx_pipelines `ti2vid_two_stages.py`,
 `ti2vid_two_stages_hq.py`, `utils/helpers.py`, `utils/samplers.py`; ltx_core `upsample_video`, `VideoDecoder`.
+Under a mesh (`Fixture.mesh`) the upsampler runs replicated (it has no sharded path), the stage-2 states are placed
+by the sampler's rules and noised there, the loop runs sharded (`sample(..., rules=)`) and so does the decode.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ltx_jax.parity import Check, Fixture, FixtureError
+from ltx_jax.parity.mesh import HOST, where
 
 __all__ = ["CHECKS", "run_stage2", "STAGE2_RUNS"]
 
@@ -37,21 +40,28 @@ def _upsampler(fx: Fixture, name: str) -> str:
 
 def run_stage2(fx: Fixture, name: str) -> dict[str, np.ndarray]:
     """Our arrays for `<name>.*` (see the module docstring)."""
-    from ltx_jax.parity.loop import _video_official, audio_tokens_to_official, loop_models
+    from ltx_jax.parity.loop import _decode, _video_official, audio_tokens_to_official, loop_models
     from ltx_jax.parity.loop_runs import _fps, _sde_noise, our_contexts
     from ltx_jax.sampling import (audio_positions, distilled_sigmas, initial_state, noise_latent,
                                   patchify_video, video_positions)
     from ltx_jax.sampling.loops import Sampler, sample
     from ltx_jax.sampling.samplers import Prompt
     from ltx_jax.upsampler import load_upsampler, upsample_video
-    from ltx_jax.video_vae import decode
 
     source, method = STAGE2_RUNS[name]
     kind = _upsampler(fx, name)
     rt, dit, encoder, decoder = loop_models(str(fx.path))
     p, out = f"{name}.stage2", {}
     stage1 = jnp.asarray(np.moveaxis(fx[f"{source}.out.video_latent"], 1, -1))  # the official stage-1 output
-    up = np.asarray(upsample_video(stage1, encoder, load_upsampler(fx.path / f"upsampler_{kind}.safetensors", rt)))
+    upsampler = load_upsampler(fx.path / f"upsampler_{kind}.safetensors", rt)
+    mesh = fx.mesh
+    if mesh is not None:
+        mesh.dit_attention(dit)  # a strategy that cannot split the heads fails here, with the reason
+        stage1, encoder, upsampler = mesh.batch(stage1), mesh.module(encoder), mesh.module(upsampler)
+    up = upsample_video(stage1, encoder, upsampler)
+    if mesh is not None:
+        mesh.note(mesh.replicated("the latent upsampler", up), rf"^{name}\.upsample\.")
+    up = np.asarray(up)
     out[f"{name}.upsample.out.video_latent"] = np.moveaxis(up, -1, 1)
     b, f, h, w, c = up.shape
     pre = {"video": patchify_video(jnp.asarray(up)), "audio": jnp.asarray(fx[f"{source}.out.audio_tokens"])}
@@ -62,8 +72,13 @@ def run_stage2(fx: Fixture, name: str) -> dict[str, np.ndarray]:
     states = {}
     for s in ("video", "audio"):
         st = initial_state(positions[s], pre[s], channels=pre[s].shape[-1])
-        noised = noise_latent(st.latent, jnp.asarray(fx[f"{p}.{s}.noise"]), st.denoise_mask,
-                              float(fx[f"{p}.{s}.noise_scale"][0]))
+        noise = jnp.asarray(fx[f"{p}.{s}.noise"])
+        if mesh is not None:
+            st, noise = mesh.latent_state(st, s), mesh.state(noise, noise, s)[0]
+        noised = noise_latent(st.latent, noise, st.denoise_mask, float(fx[f"{p}.{s}.noise_scale"][0]))
+        if mesh is not None:
+            mesh.note(f"stage-2 state placed by the state rules and noised on the mesh: {where(noised)}",
+                      rf"^{p}\.{s}\.")
         out[f"{p}.{s}.pre_noise_latent"], out[f"{p}.{s}.noised_latent"] = np.asarray(st.latent), np.asarray(noised)
         out[f"{p}.{s}.positions"], out[f"{p}.{s}.denoise_mask"] = np.asarray(st.positions), np.asarray(st.denoise_mask)
         states[s] = st.replace(latent=noised)
@@ -72,7 +87,11 @@ def run_stage2(fx: Fixture, name: str) -> dict[str, np.ndarray]:
         v, a, compared = _sde_noise(fx, p, sampler.steps)
         kw["sde_noise"] = (v, a)
         out.update(compared)
-    res = sample(dit, sampler, states["video"], states["audio"], Prompt(our_contexts(fx)["pos"]), record=True, **kw)
+    res = sample(dit, sampler, states["video"], states["audio"], Prompt(our_contexts(fx)["pos"]), record=True, **kw,
+                 rules=None if mesh is None else mesh.rules)
+    if mesh is not None:
+        mesh.loop(dit, res, rf"^{p}\.(step|eval|out)")
+        mesh.note(HOST, rf"^{p}\.sigmas$")
     label = "eval" if method == "res2s" else "step"
     for e in range(res.record["video_x0"].shape[0]):
         for s in ("video", "audio"):
@@ -81,7 +100,7 @@ def run_stage2(fx: Fixture, name: str) -> dict[str, np.ndarray]:
     out[f"{p}.out.audio_latent"] = audio_tokens_to_official(np.asarray(res.audio.latent),
                                                             fx[f"{p}.out.audio_latent"].shape[-1])
     noise = np.moveaxis(fx[f"{name}.decode.noise"], 1, -1) if decoder.timestep_conditioning else None
-    video = decode(decoder, jnp.asarray(np.moveaxis(out[f"{p}.out.video_latent"], 1, -1)), noise=noise)
+    video = _decode(fx, decoder, jnp.asarray(np.moveaxis(out[f"{p}.out.video_latent"], 1, -1)), noise, name)
     out[f"{name}.decode.out.video"] = np.moveaxis(np.asarray(video), -1, 1)
     return out
 

@@ -26,7 +26,8 @@ from ltx_jax.checkpoint.lora import LoraMerged
 from ltx_jax.checkpoint.schema import TRANSFORMER_PREFIX
 from ltx_jax.checkpoint.source import SafetensorsSource, Source, TensorSpec
 from ltx_jax.parity import Check, Fixture, FixtureError
-from ltx_jax.parity.transformer import BF16, BOUND_BF16, BOUND_F32, F32, TRANSFORMER_INPUTS, _modality, _velocity_and_x0
+from ltx_jax.parity.transformer import (BF16, BOUND_BF16, BOUND_F32, F32, TRANSFORMER_INPUTS, _modality,
+                                       velocity_and_x0)
 from ltx_jax.transformer import Perturbations
 
 _DTYPES = {"torch.float32": np.dtype(np.float32), "torch.bfloat16": np.dtype(ml_dtypes.bfloat16)}
@@ -109,6 +110,9 @@ def _run(fx: Fixture) -> Iterator[tuple[str, np.ndarray, float]]:
     ckpt = fx.path / "ltx_checkpoint.safetensors"
     source = SafetensorsSource(ckpt)
     layers = fx.manifest["config"]["transformer"]["num_layers"]
+    if fx.mesh is not None:  # the fused weights are numpy; the fused DiT's velocities run sharded (velocity_and_x0)
+        from ltx_jax.parity.mesh import HOST
+        fx.mesh.note(HOST, r"^lora\.[^.]+\.weight(_scale)?\.")
     for name, case in _cases(fx).items():
         merged = _merged(fx, source, case)
         for array in fx.names(rf"^lora\.{re.escape(name)}\.weight\."):
@@ -121,7 +125,7 @@ def _run(fx: Fixture) -> Iterator[tuple[str, np.ndarray, float]]:
         loras = [(fx.path / f, float(s)) for f, s in case["loras"]]
         dit = nnx.split(restore(ckpt, "transformer", runtime=runtime, loras=loras))
         video, audio = _modality(fx, "video", act), _modality(fx, "audio", act)
-        v, a, _, _ = _velocity_and_x0(*dit, video, audio, Perturbations.none(layers, video.latent.shape[0]))
+        v, a, _, _ = velocity_and_x0(fx, dit, video, audio, Perturbations.none(layers, video.latent.shape[0]))
         yield f"lora.{name}.out.video_velocity", np.asarray(v, np.float32), bound
         yield f"lora.{name}.out.audio_velocity", np.asarray(a, np.float32), bound
     yield from _scaled(fx)

@@ -68,6 +68,10 @@ def _res2s(fx: Fixture, sigmas: np.ndarray) -> Iterator[tuple[str, np.ndarray, f
 def _run(fx: Fixture) -> Iterator[tuple[str, np.ndarray, float]]:
     from ltx_jax.sampling import distilled_sigmas
 
+    if fx.mesh is not None:  # under a mesh too: schedules are numpy
+        from ltx_jax.parity.mesh import HOST
+        fx.mesh.note(HOST)
+
     for name in fx.names(r"^sched\."):
         yield name, _sched_name(name), 0.0
     for stage in (1, 2):

@@ -57,17 +57,25 @@ def _run(fixture: Fixture) -> Iterator[tuple[str, np.ndarray, float]]:
     from ltx_jax.tiny_vae import decode_video, encode_video, load_tae  # lazy: the runner imports every check
 
     tae = load_tae(fixture.path / fixture.manifest["weights"]["file"], param_dtype=jnp.float32)
+    mesh = fixture.mesh  # no sharded path: under a mesh, weights and inputs replicated on it (batch on data)
+    if mesh is not None:
+        tae = mesh.module(tae)
     graphdef, params = nnx.split(tae)
     for case in fixture.manifest["cases"]:
         arrays = case["arrays"]
         x = _nthwc(fixture[arrays["input"]])
+        if mesh is not None:
+            x = mesh.batch(x)
         if case["kind"] == "decode":
             run, which = decode_video, "decoder"
         elif case["kind"] == "encode":
             run, which = encode_video, "encoder"
         else:
             raise FixtureError(f"case {case['name']}: unknown kind {case['kind']!r}")
-        yield arrays["parallel"], _ntchw(run(tae, x, mode="parallel")), BOUND
+        out = run(tae, x, mode="parallel")
+        if mesh is not None:
+            mesh.note(mesh.replicated("the tiny autoencoder", out))
+        yield arrays["parallel"], _ntchw(out), BOUND
         if "sequential" in arrays or "streaming" in arrays:
             ours = _ntchw(run(tae, x, mode="streaming"))
             for mode in ("sequential", "streaming"):

@@ -6,6 +6,10 @@ checkpoint's own metadata (text depth from the projection's shape, text width fr
 small dims work. Cases: the main pair (velocity, x0), `video_velocity_video_only`, `stg_block<N>`
 (video + audio self-attention skipped in block N), `isolated` (both audio-video attentions off in
 every block), `keyframe` (appended keyframe tokens with their own inputs).
+
+Under a mesh (`Fixture.mesh`) the DiT runs its sharded path (`velocity_and_x0`): inputs laid out by the run's
+`inference_rules` (video tokens on `context`, batch on `data`), the attention plan's strategy. The connectors have
+no sharded path: replicated.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from ltx_jax.transformer import (Modality, Perturbations, encode_text, load_text
                                  read_config, to_denoised)
 
 __all__ = ["CHECKS", "F32", "BF16", "BOUND_F32", "BOUND_BF16", "transformer_cases", "run_transformer_case",
-           "run_connector"]
+           "run_connector", "velocity_and_x0"]
 
 F32 = Runtime(param_dtype="float32", compute_dtype="float32")
 BF16 = Runtime(param_dtype="bfloat16", compute_dtype="bfloat16")
@@ -103,13 +107,46 @@ def transformer_cases(fx: Fixture, num_layers: int, batch: int = 1) -> dict[str,
     return cases
 
 
-@functools.partial(jax.jit, static_argnames=("graphdef",))
-def _velocity_and_x0(graphdef, state, video: Modality, audio: Modality | None, perturbations: Perturbations):
+@functools.partial(jax.jit, static_argnames=("graphdef", "plan"))
+def _velocity_and_x0(graphdef, state, video: Modality, audio: Modality | None, perturbations: Perturbations,
+                     plan=None):
     """Velocities and x0 from one forward (x0 exactly as `X0Model`: `to_denoised` of the velocity)."""
-    v, a = nnx.merge(graphdef, state)(video, audio, perturbations)
+    v, a = nnx.merge(graphdef, state)(video, audio, perturbations, plan=plan)
     x0v = to_denoised(video.latent, v, video.timesteps)
     x0a = None if a is None else to_denoised(audio.latent, a, audio.timesteps)
     return v, a, x0v, x0a
+
+
+def _placed(m: Modality | None, rules, stream: str) -> Modality | None:
+    """A modality's arrays on the mesh by the sampler's activation names (`ltx_jax.sharding`)."""
+    from ltx_jax.sharding import place
+
+    if m is None:
+        return None
+    fields = {f: getattr(m, f) for f in ("latent", "timesteps", "positions", "context", "attention_mask")}
+    placed = {f: None if x is None else place(x, rules, f"activation.{stream}.{f}") for f, x in fields.items()}
+    return m.replace(**placed, sigma=place(m.sigma, rules, "activation.inputs"),
+                     context_mask=place(m.context_mask, rules, "activation.inputs"))
+
+
+def velocity_and_x0(fx: Fixture, dit, video: Modality, audio: Modality | None, perturbations: Perturbations):
+    """`_velocity_and_x0` on one device, or under `fx.mesh` on the DiT's sharded path (weights by the rules,
+    inputs by the activation rules, the plan's attention strategy), noting the placement."""
+    mesh = fx.mesh
+    if mesh is None:
+        return _velocity_and_x0(*dit, video, audio, perturbations)
+    from ltx_jax.sharding import place, shard_state
+
+    graphdef, state = dit
+    heads = nnx.merge(graphdef, state).config.num_attention_heads
+    split = mesh.self_attention(heads)  # a strategy that cannot split the heads fails here, with the reason
+    video, audio = _placed(video, mesh.rules, "video"), _placed(audio, mesh.rules, "audio")
+    outs = _velocity_and_x0(graphdef, shard_state(state, mesh.rules), video, audio,
+                            place(perturbations, mesh.rules, "activation.inputs"), plan=mesh.plan)
+    from ltx_jax.parity.mesh import where
+    mesh.note(f"sharded DiT: video tokens {where(video.latent)}, video self-attention {split}; "
+              f"velocity {where(outs[0])}")
+    return outs
 
 
 def run_transformer_case(fx: Fixture, runtime: Runtime, prefix: str, perturbations: Perturbations, *,
@@ -119,7 +156,7 @@ def run_transformer_case(fx: Fixture, runtime: Runtime, prefix: str, perturbatio
     dtype = jnp.dtype(runtime.compute_dtype)
     video = _modality(fx, "video", dtype, prefix)
     audio = None if video_only else _modality(fx, "audio", dtype)
-    outs = _velocity_and_x0(*dit, video, audio, perturbations)
+    outs = velocity_and_x0(fx, dit, video, audio, perturbations)
     names = ("video_velocity", "audio_velocity", "video_x0", "audio_x0")
     return {n: np.asarray(o, np.float32) for n, o in zip(names, outs) if o is not None}
 
@@ -145,7 +182,12 @@ def run_connector(fx: Fixture, runtime: Runtime) -> tuple[np.ndarray, np.ndarray
     _, _, text = models(fx, runtime)
     dtype = jnp.dtype(runtime.compute_dtype)
     hidden = [jnp.asarray(h, dtype) for h in _hidden(fx)]
-    v, a = encode_text(*text, hidden, jnp.asarray(fx["connector.in.attention_mask"]))
+    mask = jnp.asarray(fx["connector.in.attention_mask"])
+    if fx.mesh is not None:
+        text, hidden, mask = (text[0], fx.mesh.replicate(text[1])), fx.mesh.batch(hidden), fx.mesh.batch(mask)
+    v, a = encode_text(*text, hidden, mask)
+    if fx.mesh is not None:
+        fx.mesh.note(fx.mesh.replicated("the text connector", v))
     return np.asarray(v, np.float32), np.asarray(a, np.float32)
 
 

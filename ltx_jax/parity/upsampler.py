@@ -2,7 +2,8 @@
 
 Counterpart of what the fixture recorded: ltx_core `LatentUpsampler.forward` on `upsampler.in.latent`
 for each `upsampler_<kind>.safetensors` (config from that file's metadata), and `upsample_video`
-with the checkpoint's VAE statistics.
+with the checkpoint's VAE statistics. The upsamplers have no sharded path: under a mesh (`Fixture.mesh`) they run
+replicated on it.
 """
 
 from __future__ import annotations
@@ -53,13 +54,23 @@ def _run(fx: Fixture) -> Iterator[tuple[str, np.ndarray, float]]:
         stats = PerChannelStatistics(latent.shape[-1])
         stats.mean_of_means[...] = jnp.asarray(ckpt[STATISTICS_PREFIX + "mean-of-means"])
         stats.std_of_means[...] = jnp.asarray(ckpt[STATISTICS_PREFIX + "std-of-means"])
+    mesh = fx.mesh
+    if mesh is not None:
+        latent, stats = mesh.batch(latent), None if stats is None else mesh.module(stats)
     for kind in _kinds(fx):
         up = load_upsampler(fx.path / f"upsampler_{kind}.safetensors", runtime)
+        up = up if mesh is None else mesh.module(up)
         if f"upsampler.out.{kind}" in fx:
-            yield f"upsampler.out.{kind}", channels_first(jax.device_get(_jitted()[0](up, latent))), BOUND
+            out = _jitted()[0](up, latent)
+            if mesh is not None:
+                mesh.note(mesh.replicated("the latent upsampler", out))
+            yield f"upsampler.out.{kind}", channels_first(jax.device_get(out)), BOUND
         name = f"upsampler.out.upsample_video_{kind}"
         if name in fx and stats is not None:
-            yield name, channels_first(jax.device_get(_jitted()[1](up, stats, latent))), BOUND
+            out = _jitted()[1](up, stats, latent)
+            if mesh is not None:
+                mesh.note(mesh.replicated("the latent upsampler", out))
+            yield name, channels_first(jax.device_get(out)), BOUND
 
 
 CHECKS = [Check("upsampler", _applies, _run, covers=r"^upsampler\.out\.",

@@ -2,7 +2,9 @@
 
 Counterpart of what the fixture recorded: ltx_core `VideoEncoder.forward` and the untiled
 `VideoDecoder.forward` (with the stored noise and timestep when timestep-conditioned). The config
-comes from the fixture's own checkpoint metadata, so any small dims work.
+comes from the fixture's own checkpoint metadata, so any small dims work. Under a mesh (`Fixture.mesh`) the decode
+runs its sharded path (`video_vae.sharded.decode_sharded`: latent rows over the mesh); the encoder has none and runs
+replicated.
 """
 
 from __future__ import annotations
@@ -38,15 +40,30 @@ def _run(fx: Fixture) -> Iterator[tuple[str, np.ndarray, float]]:
 
     runtime = Runtime(param_dtype="float32", compute_dtype="float32")
     ckpt = SafetensorsFile(fx.path / CHECKPOINT)
+    mesh = fx.mesh
     if "vae_encode.out.latent" in fx:
         encoder = load_video_encoder(ckpt, runtime)
-        yield "vae_encode.out.latent", channels_first(encode(encoder, channels_last(fx["vae_encode.in.video"]))), BOUND
+        video = channels_last(fx["vae_encode.in.video"])
+        if mesh is not None:
+            encoder, video = mesh.module(encoder), mesh.batch(video)
+        out = encode(encoder, video)
+        if mesh is not None:
+            mesh.note(mesh.replicated("the video encoder", out), r"^vae_encode\.")
+        yield "vae_encode.out.latent", channels_first(out), BOUND
     if "vae_decode.out.video" in fx:
         decoder = load_video_decoder(ckpt, runtime)
         kwargs = {}
         if decoder.timestep_conditioning:
             kwargs = dict(noise=channels_last(fx["vae_decode.in.noise"]), timestep=fx["vae_decode.in.timestep"])
-        out = decode(decoder, channels_last(fx["vae_decode.in.latent"]), **kwargs)
+        latent = channels_last(fx["vae_decode.in.latent"])
+        if mesh is None:
+            out = decode(decoder, latent, **kwargs)
+        else:
+            from ltx_jax.parity.mesh import where
+            from ltx_jax.video_vae.sharded import decode_sharded
+            out = decode_sharded(decoder, latent, mesh.rules, **kwargs)
+            mesh.note(f"sharded decode (decode_sharded): latent rows over the mesh; output {where(out)}",
+                      r"^vae_decode\.")
         yield "vae_decode.out.video", channels_first(out), BOUND
 
 
