@@ -49,8 +49,9 @@ def _mesh(text: str, attention: str):
         if len(cpu) < need:
             given = re.search(rf"{_COUNT}=(\d+)", os.environ.get("XLA_FLAGS", ""))
             why = f" (XLA_FLAGS sets {_COUNT}={given.group(1)})" if given else ""
-            raise ValueError(f"--mesh {text} needs {need} devices; {len(devices)} {devices[0].platform} and "
-                             f"{len(cpu)} cpu devices are available{why}")
+            have = f"{len(cpu)} cpu" if devices[0].platform == "cpu" else \
+                f"{len(devices)} {devices[0].platform} and {len(cpu)} cpu"
+            raise ValueError(f"--mesh {text} needs {need} devices; only {have} devices are available{why}")
         devices = cpu
         jax.config.update("jax_default_device", cpu[0])  # so that uncommitted arrays live beside the mesh
     return ParityMesh.build(text, attention, devices[:need] if need else devices)
