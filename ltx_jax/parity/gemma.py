@@ -61,13 +61,23 @@ def prompts(fx: Fixture) -> dict[str, str]:
 
 
 @lru_cache(maxsize=2)
-def _encoder(path: str, runtime: Runtime):
-    from ltx_jax.text_encoder import load_gemma, load_text_embeddings_for
+def _encoder(path: str, runtime: Runtime, mesh=None):
+    from ltx_jax.text_encoder import gemma_rules, load_gemma, load_text_embeddings_for
 
-    gemma = load_gemma(f"{path}/gemma", runtime)
+    gemma = load_gemma(f"{path}/gemma", runtime, shardings=None if mesh is None else gemma_rules(mesh.mesh, "fsdp"))
     checkpoint = f"{path}/{CHECKPOINT}"
     text = load_text_embeddings_for(gemma, checkpoint, runtime) if os.path.isfile(checkpoint) else None
+    if mesh is not None and text is not None:
+        text = (text[0], mesh.replicate(text[1]))
     return gemma, text
+
+
+def _note_hidden(fx: Fixture, gemma, hidden, arrays: str | None = None) -> None:
+    if fx.mesh is not None:
+        from ltx_jax.parity.mesh import where
+        q = gemma.state["layers"]["self_attn"]["q_proj"]["weight"][...]
+        fx.mesh.note(f"sharded Gemma decoder (FSDP weights, q_proj {where(q)}; tokens batch on data); "
+                     f"hidden states {where(hidden)}", arrays)
 
 
 _RUNS: dict = {}
