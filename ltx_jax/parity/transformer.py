@@ -135,6 +135,7 @@ def velocity_and_x0(fx: Fixture, dit, video: Modality, audio: Modality | None, p
     mesh = fx.mesh
     if mesh is None:
         return _velocity_and_x0(*dit, video, audio, perturbations)
+    from ltx_jax.parity.mesh import where
     from ltx_jax.sharding import place, shard_state
 
     graphdef, state = dit
@@ -143,7 +144,6 @@ def velocity_and_x0(fx: Fixture, dit, video: Modality, audio: Modality | None, p
     video, audio = _placed(video, mesh.rules, "video"), _placed(audio, mesh.rules, "audio")
     outs = _velocity_and_x0(graphdef, shard_state(state, mesh.rules), video, audio,
                             place(perturbations, mesh.rules, "activation.inputs"), plan=mesh.plan)
-    from ltx_jax.parity.mesh import where
     mesh.note(f"sharded DiT: video tokens {where(video.latent)}, video self-attention {split}; "
               f"velocity {where(outs[0])}")
     return outs
