@@ -212,10 +212,10 @@ def test_a2vid_replays_the_official_pipeline(official):
     assert relative_error(np.asarray(out.stages[0].audio), tokens) <= AUDIO_BOUND
     for stage in out.stages:
         np.testing.assert_array_equal(np.asarray(stage.audio), np.asarray(out.stages[0].audio))
-    official = lambda x: np.moveaxis(np.asarray(x), -1, 1)  # noqa: E731
-    errors = {"stage1": relative_error(official(out.stages[0].video), ref["stage1.video"]),
-              "stage2": relative_error(official(out.latent), ref["stage2.video"]),
-              "video": relative_error(official(out.video), ref["video"])}
+    layout = lambda x: np.moveaxis(np.asarray(x), -1, 1)  # noqa: E731  (channels last -> the official [B, C, ...])
+    errors = {"stage1": relative_error(layout(out.stages[0].video), ref["stage1.video"]),
+              "stage2": relative_error(layout(out.latent), ref["stage2.video"]),
+              "video": relative_error(layout(out.video), ref["video"])}
     print(json.dumps(errors | {"reference_s": official["reference_s"], "ours_s": round(time.perf_counter() - t0, 1)}))
     assert max(errors.values()) <= BOUND, errors
     assert out.sample_rate == 16000 and np.array_equal(out.audio[0], request.audio.waveform)  # the input audio back
