@@ -17,6 +17,10 @@ vocoder window) compiles one window shape and writes each window's kept samples 
 so its working memory stays flat while the whole decode's grows with the length. Weights: the bundled tiny
 LTX-2.3 audio parts (`LTX_2_3_TINY_AV`: the released rates, 16 kHz + BWE to 48 kHz, narrow vocoders), random,
 written in the official layout, unless --checkpoint names a real file. Prints one JSON object.
+
+Gave (2 shared CPU cores under load, chunks of 64; experiments/results/bench_audio.json): working MB whole 148 /
+594 / 1738 and chunked 89 / 81 / 61 for 8 / 32 / 96 s; XLA MB whole 107 / 331 / 935, chunked 75.1 at every
+length; max |chunked - whole| / max |whole| 2.1e-6 / 6.1e-6 / 7.6e-6; chunked 2.2-3.1x the whole decode's time.
 """
 
 from __future__ import annotations
@@ -111,6 +115,7 @@ def main() -> int:
     ap.add_argument("--checkpoint")
     ap.add_argument("--seconds", default="8,32,96,192")
     ap.add_argument("--chunk", type=int, default=64)
+    ap.add_argument("--modes", default="whole,chunked", help="whole,chunked (max |chunked - whole| needs both)")
     ap.add_argument("--worker", nargs=4, metavar=("CHECKPOINT", "SECONDS", "MODE", "SAVE"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
@@ -132,7 +137,7 @@ def main() -> int:
             write_schema_file(audio_schema(c), checkpoint, meta, seed=0, config=c)
         for seconds in args.seconds.split(","):
             waves = {}
-            for mode in ("whole", "chunked"):
+            for mode in args.modes.split(","):
                 save = str(Path(tmp) / f"{mode}.npy")
                 cmd = [sys.executable, __file__, "--chunk", str(args.chunk), "--worker", checkpoint, seconds, mode, save]
                 res = subprocess.run(cmd, capture_output=True, text=True, env=env)
@@ -146,7 +151,7 @@ def main() -> int:
                 d = float(np.max(np.abs(waves["chunked"] - waves["whole"])))
                 runs[-1]["max_abs_diff"] = d
                 runs[-1]["max_rel_diff"] = d / float(np.max(np.abs(waves["whole"])))
-            print(json.dumps(runs[-2:]), file=sys.stderr, flush=True)
+            print(json.dumps(runs[-len(waves):]), file=sys.stderr, flush=True)
     whole = {r["seconds"]: r for r in runs if r.get("mode") == "whole" and "error" not in r}
     chunked = {r["seconds"]: r for r in runs if r.get("mode") == "chunked" and "error" not in r}
     ratios = {str(s): {"warm_time": round(chunked[s]["warm_s"] / whole[s]["warm_s"], 2),

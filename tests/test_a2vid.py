@@ -219,3 +219,32 @@ def test_a2vid_replays_the_official_pipeline(official):
     print(json.dumps(errors | {"reference_s": official["reference_s"], "ours_s": round(time.perf_counter() - t0, 1)}))
     assert max(errors.values()) <= BOUND, errors
     assert out.sample_rate == 16000 and np.array_equal(out.audio[0], request.audio.waveform)  # the input audio back
+
+
+def test_bad_audio_inputs_are_named(tmp_path):
+    from types import SimpleNamespace
+
+    from ltx_jax.audio_vae.loading import build_audio_encoder
+    from ltx_jax.configs import LTX_2_3_TINY_AV
+    from ltx_jax.pipelines import MediaError, Request, validate
+    from ltx_jax.pipelines.audio_input import AudioInput, audio_tokens, read_audio
+
+    with pytest.raises(ValueError, match="a2vid pipeline needs Request.audio"):
+        validate("a2vid", Request(frames=17, height=256, width=256))
+    stereo = AudioInput(_tones(16000, 0.5), 16000)
+    with pytest.raises(ValueError, match="the dev pipeline takes no input audio"):
+        validate("dev", Request(frames=17, height=256, width=256, audio=stereo))
+    with pytest.raises(MediaError, match="no such file"):
+        read_audio(tmp_path / "missing.wav")
+    np.save(tmp_path / "x.npy", np.zeros(4))
+    with pytest.raises(MediaError, match="cannot be opened|no audio stream"):
+        read_audio(tmp_path / "x.npy")
+    with pytest.raises(MediaError, match="must be >= 0"):
+        read_audio(_write_audio(tmp_path / "a.wav", _tones(16000, 0.5), 16000, "pcm_s16le"), -1.0)
+    mono = AudioInput(_tones(16000, 0.5)[:1], 16000)
+    with pytest.raises(ValueError, match=r"audio of shape \(1, 8000\).*takes 2 channels"):
+        audio_tokens(SimpleNamespace(config=SimpleNamespace(in_channels=2)), mono, 9, 24.0)
+    encoder = build_audio_encoder(LTX_2_3_TINY_AV.audio_vae, F32)
+    with pytest.raises(ValueError, match=r"audio of 0.500 s encodes to 13 latent frames; .* needs 26"):
+        audio_tokens(encoder, stereo, 25, 24.0)  # 25 frames at 24 fps: 1.04 s
+    assert audio_tokens(encoder, stereo, 9, 24.0).shape == (1, 9, 128)  # 9 / 24 s -> round(9.375) latents
