@@ -21,6 +21,8 @@ written in the official layout, unless --checkpoint names a real file. Prints on
 Gave (2 shared CPU cores under load, chunks of 64; experiments/results/bench_audio.json): working MB whole 148 /
 594 / 1738 and chunked 89 / 81 / 61 for 8 / 32 / 96 s; XLA MB whole 107 / 331 / 935, chunked 75.1 at every
 length; max |chunked - whole| / max |whole| 2.1e-6 / 6.1e-6 / 7.6e-6; chunked 2.2-3.1x the whole decode's time.
+`--chunk 256 --modes chunked` (results/bench_audio_chunk256.json): working 222 / 202 MB, XLA 144.4 MB at 32 / 96 s,
+96 s decoded in 166 s (whole: 209 s). Timings on the shared machine vary up to 2x between repeats.
 """
 
 from __future__ import annotations
