@@ -65,7 +65,7 @@ class Generation:
         audio_latent: the final audio tokens `[B, T, C_audio]` (patchified `[B, C, T, mel]`).
         audio: float32 waveform `[B, 2, samples]` in [-1, 1] (None when not decoded or no audio models): as
             ltx-core's `decode_audio`, (4 T - 3) mel frames x the vocoder's samples per frame, T =
-            round(frames / fps * 25).
+            round(frames / fps * 25). a2vid: the input audio itself, at its own rate.
         sample_rate: the waveform's rate (24000 LTX-2, 48000 LTX-2.3), None without audio.
         stages: each stage's output (its loop record when requested).
     """
