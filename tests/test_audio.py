@@ -98,14 +98,14 @@ def _latent(t: int, seed: int = 0) -> np.ndarray:
 
 def test_chunked_decode_equals_whole(tiny_padded, monkeypatch):
     """Windows of 6 latents / 24 mel frames (+ context) against one pass, on the configuration where the window
-    grid must keep 2-frame alignment for the BWE's STFT and the last window runs the pad-to-hop branch."""
+    grid must keep 2-frame alignment for the BWE's STFT and the last window runs the pad-to-hop branch; batch 2."""
     from ltx_jax.audio_vae import chunking, decode_audio, decode_audio_chunked
     _, decoder, vocoder = tiny_padded
-    latent = _latent(40)
+    latent = np.concatenate([_latent(40, 0), _latent(40, 1)])
     whole, rate = decode_audio(decoder, vocoder, latent)
     whole = np.asarray(whole)
     chunked, rate2 = decode_audio_chunked(decoder, vocoder, latent, chunk_latents=6, chunk_mel=24)
-    assert rate == rate2 == 48000 and chunked.shape == whole.shape == (1, 2, (4 * 40 - 3) * vocoder.hop)
+    assert rate == rate2 == 48000 and chunked.shape == whole.shape == (2, 2, (4 * 40 - 3) * vocoder.hop)
     assert chunking.vocoder_context(vocoder)[1] == 2 and (4 * 40 - 3) * 120 % 80  # aligned grid, padded end
     scale = np.abs(whole).max()
     assert 0.05 < scale and np.abs(chunked - whole).max() <= 1e-5 * scale
@@ -183,3 +183,22 @@ def test_restore_is_strict_both_ways(tiny_av, tmp_path):
     save_file({**tensors, "vocoder.vocoder.extra.weight": np.zeros(3, np.float32)}, tmp_path / "extra.safetensors", meta)
     with pytest.raises(LoadError, match="unexpected: vocoder.vocoder.extra.weight"):
         load_vocoder(tmp_path / "extra.safetensors", F32)
+
+
+def test_batched_and_bf16_decode(tiny_av):
+    """A batch of 2 decodes each item as a batch of 1 does (no cross-talk through the batch axis; the chunked
+    path at batch 2 is `test_chunked_decode_equals_whole`), and the bf16 decode (what the official bf16 pipelines run) stays near the float32 one."""
+    from ltx_jax.audio_vae import decode_audio, load_audio_decoder, load_vocoder
+    path, decoder, vocoder = tiny_av
+    latent = np.concatenate([_latent(1, 0), _latent(1, 1)])  # 1 latent: the batch-1 program of the 1-frame case above
+    both = np.asarray(decode_audio(decoder, vocoder, latent)[0])
+    one = np.asarray(decode_audio(decoder, vocoder, latent[1:])[0])
+    scale = np.abs(one).max()
+    assert both.shape == (2, 2, one.shape[-1]) and 0.05 < scale
+    assert np.abs(both[1] - one[0]).max() <= 1e-5 * scale and np.abs(both[0] - both[1]).max() > 0.01 * scale
+    bf16 = Runtime(param_dtype="bfloat16", compute_dtype="bfloat16")
+    low = np.asarray(decode_audio(load_audio_decoder(path, bf16), load_vocoder(path, bf16), latent[1:])[0])
+    assert low.dtype == np.float32 and low.shape == one.shape
+    rel_l2 = np.linalg.norm(low - one) / np.linalg.norm(one)
+    print(f"bf16 vs float32 waveform: relative L2 {rel_l2:.4f}")
+    assert rel_l2 < 0.1

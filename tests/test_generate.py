@@ -65,6 +65,17 @@ def files(tmp_path_factory) -> dict[str, Path]:
     np.save(d / "image.npy", image)
     out["image"] = d / "image.npy"
     (d / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    import av
+    for name, layout in (("stereo", "stereo"), ("mono", "mono")):  # 1 s of 16-bit noise at 44.1 kHz
+        with av.open(str(d / f"{name}.wav"), "w") as c:
+            s = c.add_stream("pcm_s16le", rate=44100)
+            s.codec_context.layout = layout
+            pcm = rng.integers(-3000, 3000, (1, 44100 * (2 if name == "stereo" else 1)), dtype=np.int16)
+            frame = av.AudioFrame.from_ndarray(pcm, format="s16", layout=layout)
+            frame.sample_rate = 44100
+            for packet in [*s.encode(frame), *s.encode(None)]:
+                c.mux(packet)
+        out[name] = d / f"{name}.wav"
     out["broken"] = d / "broken.png"
     return out
 
@@ -248,7 +259,8 @@ def test_interrupted_mux_leaves_no_output(files, tmp_path, monkeypatch):
 def _error(files, tmp_path, capsys, argv) -> str:
     argv = [a.replace("CKPT", str(files["checkpoint"])).replace("UPS", str(files["upsampler"]))
             .replace("LORA", str(files["lora"])).replace("IMG", str(files["image"])).replace("TAE", str(files["tae"]))
-            .replace("BROKEN", str(files["broken"])).replace("PROMPT", str(files["prompt"])) for a in argv]
+            .replace("BROKEN", str(files["broken"])).replace("PROMPT", str(files["prompt"]))
+            .replace("STEREO", str(files["stereo"])).replace("MONO", str(files["mono"])) for a in argv]
     rc = main(["generate", *argv, "--out", str(tmp_path / "v.mp4"), "--quiet"])
     err = capsys.readouterr().err
     assert rc in (2, 3), err
@@ -257,6 +269,7 @@ def _error(files, tmp_path, capsys, argv) -> str:
 
 
 BASE = ["--prompt-file", "PROMPT", "--checkpoint", "CKPT", "--upsampler", "UPS"]
+A2V = ["--pipeline", "a2vid", "--distilled-lora", "LORA", "--video-stg-blocks", "1", "--audio"]
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -282,6 +295,14 @@ BASE = ["--prompt-file", "PROMPT", "--checkpoint", "CKPT", "--upsampler", "UPS"]
     ([*BASE, *SIZE, "--pipeline", "dev", "--distilled-lora", "LORA"],
      r"video STG blocks \[28\] .*outside this model's blocks 0..1; pass --video-stg-blocks"),
     ([*BASE, *SIZE, "--steps", "4"], "distilled pipeline's schedules are fixed"),
+    ([*BASE, *SIZE, "--pipeline", "a2vid", "--distilled-lora", "LORA"], "a2vid pipeline needs --audio FILE"),
+    ([*BASE, *SIZE, "--audio", "STEREO"], "the distilled pipeline takes no input audio"),
+    ([*BASE, *SIZE, *A2V, "MONO"], "has 1 channel.*takes stereo"),
+    ([*BASE, *SIZE, *A2V, "STEREO", "--frames", "49"], r"1.000 s from 0.0 s; the video \(49 frames at 24.0 fps\) needs 2.042 s"),
+    ([*BASE, *SIZE, *A2V, "STEREO", "--audio-start-time", "0.5"], r"0.500 s from 0.5 s; .* needs 0.708 s"),
+    ([*BASE, *SIZE, *A2V, "/nonexistent.wav"], "audio /nonexistent.wav: no such file"),
+    ([*BASE, *SIZE, *A2V, "IMG"], "cannot be opened|no audio stream"),
+    ([*BASE, *SIZE, *A2V, "STEREO", "--audio-cfg-guidance-scale", "2"], "a2vid pipeline keeps the audio frozen"),
     ([*BASE, *SIZE, "--pipeline", "dev-one-stage", "--steps", "0"], "steps must be"),
     (["a prompt", *BASE, *SIZE], "give the prompt as text or as --prompt-file, not both"),
     (["--checkpoint", "CKPT", "--upsampler", "UPS", *SIZE], "no prompt"),

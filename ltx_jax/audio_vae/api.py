@@ -88,12 +88,15 @@ def encode_mel(encoder, mel) -> jax.Array:
 
 
 def encode_audio(encoder, waveform, waveform_rate: int) -> jax.Array:
-    """Waveform `[B, 2, samples]` at the encoder's rate -> normalized latent (ltx_core `encode_audio`)."""
+    """Waveform `[B, 2, samples]` at any integer rate -> normalized latent (ltx_core `encode_audio`: resampled to
+    the encoder's rate as `torchaudio.functional.resample` does (`waveform_resample`), then the log-mel front end)."""
     from ltx_jax.audio_vae.mel import waveform_to_mel
+    from ltx_jax.audio_vae.waveform_resample import resample_waveform
     c = encoder.config
-    if waveform_rate != c.sampling_rate:
-        raise ValueError(f"waveform at {waveform_rate} Hz; the audio encoder takes {c.sampling_rate} Hz "
-                         "(resample it first; ltx-core resamples with torchaudio, not implemented here)")
+    waveform = np.asarray(waveform, np.float32)
+    if waveform.ndim != 3 or waveform.shape[1] != c.in_channels:
+        raise ValueError(f"waveform of shape {waveform.shape}: the audio encoder takes [B, {c.in_channels}, samples]")
+    waveform = resample_waveform(waveform, waveform_rate, c.sampling_rate)
     mel = waveform_to_mel(waveform, sample_rate=c.sampling_rate, n_fft=c.n_fft, hop=c.mel_hop_length,
                           n_mels=c.mel_bins)
     return encode_mel(encoder, mel)

@@ -73,15 +73,16 @@ def decode_mel_chunked(decoder, latent, chunk: int, run) -> np.ndarray:
     window = chunk + context + 1
     if c.causality_axis != "height" or len(c.ch_mult) != 3 or t <= window:
         return np.asarray(run(decoder, latent), np.float32)  # whole (the exact-seam rule needs 4x causal time)
-    pieces = []
+    mel = None  # [B, 2, 4T - 3, mels], allocated once on the host from the first window's shape
     for a in range(0, t, chunk):
         b = min(a + chunk, t)
         start = min(max(0, a - context - 1), t - window)
         out = np.asarray(run(decoder, latent[:, :, start: start + window]), np.float32)
+        if mel is None:
+            mel = np.empty((out.shape[0], out.shape[1], mel_frames_for_latents(t), out.shape[3]), np.float32)
         lo, hi = max(0, 4 * a - 3), 4 * b - 3  # global mel rows kept
-        pieces.append(out[:, :, lo - 4 * start: hi - 4 * start])
-    mel = np.concatenate(pieces, axis=2)
-    assert mel.shape[2] == mel_frames_for_latents(t), (mel.shape, t)
+        mel[:, :, lo:hi] = out[:, :, lo - 4 * start: hi - 4 * start]
+        del out
     return mel
 
 
@@ -97,11 +98,14 @@ def vocode_chunked(vocoder, mel, chunk: int, run) -> np.ndarray:
     if m <= window:
         return np.moveaxis(np.asarray(run(vocoder, mel), np.float32), -1, 1)
     hop = vocoder.hop
-    pieces = []
+    wave = None  # [B, 2, M * hop], allocated once on the host; each window's kept samples are copied in
     for a in range(0, m, chunk):
         b = min(a + chunk, m)
         start = max(0, a - context)
         start = min(start - start % align, m - window)
         out = np.asarray(run(vocoder, mel[:, :, start: start + window]), np.float32)  # [B, window * hop, 2]
-        pieces.append(out[:, (a - start) * hop: (b - start) * hop])
-    return np.moveaxis(np.concatenate(pieces, axis=1), -1, 1)
+        if wave is None:
+            wave = np.empty((out.shape[0], out.shape[2], m * hop), np.float32)
+        wave[:, :, a * hop: b * hop] = np.moveaxis(out[:, (a - start) * hop: (b - start) * hop], -1, 1)
+        del out
+    return wave

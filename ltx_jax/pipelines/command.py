@@ -42,7 +42,12 @@ def add_parser(sub) -> None:
                    help="precomputed prompt (.npz / .safetensors): connector outputs video_context + audio_context "
                         "(+ negative_*), or Gemma hidden_states + attention_mask (+ negative_*)")
     p.add_argument("--negative-prompt", help="default: the official default negative prompt (dev / hq pipelines)")
-    p.add_argument("--pipeline", default="distilled", choices=["distilled", "dev", "dev-one-stage", "hq"])
+    p.add_argument("--pipeline", default="distilled", choices=["distilled", "dev", "dev-one-stage", "hq", "a2vid"],
+                   help="a2vid: audio-to-video (dev two-stage conditioned on --audio; the mp4 keeps that audio)")
+    p.add_argument("--audio", metavar="FILE", help="a2vid: the conditioning audio (any file with a stereo audio track)")
+    p.add_argument("--audio-start-time", type=float, default=0.0, metavar="S", help="a2vid: read the audio from S s")
+    p.add_argument("--audio-max-duration", type=float, metavar="S",
+                   help="a2vid: read at most S s of audio (default: the video's duration, frames / fps)")
     p.add_argument("--upsampler", help="spatial x2 (x1.5 with --upscale 1.5) latent upsampler (two-stage pipelines)")
     p.add_argument("--distilled-lora", help="official distilled LoRA (dev: stage 2 at 1.0; hq: 0.25 / 0.5)")
     p.add_argument("--lora", action="append", default=[], metavar="FILE[:STRENGTH]",

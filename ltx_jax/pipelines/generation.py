@@ -1,8 +1,8 @@
-"""The composed pipelines: distilled two-stage, dev two-stage, dev one-stage, HQ (res_2s) two-stage.
+"""The composed pipelines: distilled two-stage, dev two-stage, dev one-stage, HQ (res_2s) two-stage, audio-to-video.
 
 Counterparts: ltx_pipelines `distilled.py` (`DistilledPipeline`), `ti2vid_two_stages.py`
 (`TI2VidTwoStagesPipeline`), `ti2vid_one_stage.py` (`TI2VidOneStagePipeline`), `ti2vid_two_stages_hq.py`
-(`TI2VidTwoStagesHQPipeline`), without the text encoder (prompts are precomputed contexts). The final audio
+(`TI2VidTwoStagesHQPipeline`), `a2vid_two_stage.py` (`A2VidPipelineTwoStage`), without the text encoder (prompts are precomputed contexts). The final audio
 latent is decoded to a waveform (`decode_audio`, in exact-seam chunks for long audio) when the models carry the
 audio VAE decoder and the vocoder; an image-conditioned run keeps the audio path.
 
@@ -24,6 +24,7 @@ import jax
 import numpy as np
 from flax import nnx
 
+from ltx_jax.pipelines.audio_input import AudioInput, audio_tokens
 from ltx_jax.pipelines.media import ImageCondition
 from ltx_jax.pipelines.options import RunOptions, Stage
 from ltx_jax.pipelines.stages import Models, StageOutput, encode_images, run_stage
@@ -31,12 +32,12 @@ from ltx_jax.pipelines.phases import phase, settle
 from ltx_jax.sampling import (DISTILLED_STAGE2_SIGMAS, LTX_2_3_HQ_DEFAULTS, GuiderParams, defaults_for_version,
                               latent_grid)
 from ltx_jax.sampling.loops import Sampler, dev_sampler, distilled_sampler, res2s_sampler
-from ltx_jax.sampling.samplers import Prompt
+from ltx_jax.sampling.samplers import Prompt, TextContext
 from ltx_jax.sharding import ShardingRules
 from ltx_jax.types import VideoShapeError
 
 __all__ = ["Request", "RunOptions", "Generation", "validate", "distilled_two_stage", "dev_two_stage", "dev_one_stage",
-           "hq_two_stage", "PIPELINES"]
+           "hq_two_stage", "a2vid_two_stage", "PIPELINES"]
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,7 @@ class Request:
     fps: float = 24.0
     seed: int = 10
     images: tuple[ImageCondition, ...] = ()
+    audio: AudioInput | None = None  # the audio-to-video pipeline's input audio (`pipelines.audio_input.read_audio`)
     # False: video positions in the model dtype, as ltx-core 1.0.0 (see `run_stage`); True: float32.
     float32_positions: bool = False
 
@@ -63,7 +65,7 @@ class Generation:
         audio_latent: the final audio tokens `[B, T, C_audio]` (patchified `[B, C, T, mel]`).
         audio: float32 waveform `[B, 2, samples]` in [-1, 1] (None when not decoded or no audio models): as
             ltx-core's `decode_audio`, (4 T - 3) mel frames x the vocoder's samples per frame, T =
-            round(frames / fps * 25).
+            round(frames / fps * 25). a2vid: the input audio itself, at its own rate.
         sample_rate: the waveform's rate (24000 LTX-2, 48000 LTX-2.3), None without audio.
         stages: each stage's output (its loop record when requested).
     """
@@ -107,6 +109,9 @@ def validate(pipeline: str, request: Request, *, upscale: float = 2.0, steps: in
                              f"frames (valid: 0..{request.frames - 1})")
     if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
         raise ValueError(f"steps must be an integer >= 1; got {steps!r}")
+    if (pipeline == "a2vid") != (request.audio is not None):
+        raise ValueError("the a2vid pipeline needs Request.audio (pipelines.audio_input.read_audio)"
+                         if pipeline == "a2vid" else f"the {pipeline} pipeline takes no input audio (use a2vid)")
 
 
 def _stage(models: Models, request: Request, height: int, width: int, **kwargs) -> Stage:
@@ -143,7 +148,8 @@ def _upsample(upsampler, statistics, latent: jax.Array) -> jax.Array:
     return upsample_video(latent, statistics, upsampler).astype(latent.dtype)
 
 
-def _finish(models: Models, stages: list[StageOutput], options: RunOptions, key: jax.Array) -> Generation:
+def _finish(models: Models, stages: list[StageOutput], options: RunOptions, key: jax.Array,
+            input_audio: AudioInput | None = None) -> Generation:
     latent = stages[-1].video
     if options.temporal_upscale:
         if models.temporal_upsampler is None or models.encoder is None:
@@ -157,7 +163,9 @@ def _finish(models: Models, stages: list[StageOutput], options: RunOptions, key:
             video = _decode(models, latent, noise=options.decode_noise, key=key, tiling=options.tiling,
                             rules=options.rules)
     audio, rate = None, None
-    if options.decode and models.audio_decoder is not None and models.vocoder is not None:
+    if input_audio is not None:  # a2vid returns the input audio itself, as the official pipeline
+        audio, rate = input_audio.waveform[None], input_audio.sample_rate
+    elif options.decode and models.audio_decoder is not None and models.vocoder is not None:
         from ltx_jax.audio_vae import decode_audio_chunked, tokens_to_latent
         with phase("audio"):
             audio, rate = decode_audio_chunked(models.audio_decoder, models.vocoder,
@@ -167,7 +175,7 @@ def _finish(models: Models, stages: list[StageOutput], options: RunOptions, key:
 
 
 def _two_stage(models: Models, prompt: Prompt, request: Request, stage1: Sampler | None, stage2: Sampler, dit2,
-               options: RunOptions, hq_stage1=None) -> Generation:
+               options: RunOptions, hq_stage1=None, frozen_audio: np.ndarray | None = None) -> Generation:
     if models.upsampler is None or models.encoder is None:
         raise ValueError("a two-stage pipeline needs models.upsampler and models.encoder")
     kind, upscale = models.upsampler.kind, options.upscale
@@ -180,16 +188,19 @@ def _two_stage(models: Models, prompt: Prompt, request: Request, stage1: Sampler
         grid = latent_grid(request.frames, h1, w1)
         stage1 = hq_stage1(int(np.prod(grid)))
     with phase("stage1"):
+        frozen = {} if frozen_audio is None else {"initial_audio": frozen_audio, "frozen_audio": True}
         out1 = run_stage(models.dit, stage1, prompt, _stage(models, request, h1, w1, noise=noise.get("stage1"),
-                                                            key=keys["stage1"]), options)
+                                                            key=keys["stage1"], **frozen), options)
     with phase("upsample"):
         upsampled = settle(_upsample(models.upsampler, models.encoder.per_channel_statistics, out1.video[:1]))
     with phase("stage2"):
         out2 = run_stage(dit2, stage2, prompt, _stage(models, request, request.height, request.width,
-                                                      initial_video=upsampled, initial_audio=out1.audio,
+                                                      initial_video=upsampled,
+                                                      initial_audio=out1.audio if frozen_audio is None else frozen_audio,
                                                       noise_scale=float(stage2.sigmas[0]), noise=noise.get("stage2"),
-                                                      key=keys["stage2"]), options)
-    return _finish(models, [out1, out2], options, keys["decode"])
+                                                      key=keys["stage2"], frozen_audio=frozen_audio is not None),
+                         options)
+    return _finish(models, [out1, out2], options, keys["decode"], request.audio if frozen_audio is not None else None)
 
 
 def _options(pipeline: str, request: Request, options: RunOptions | None, overrides: dict) -> RunOptions:
@@ -272,5 +283,34 @@ def hq_two_stage(models: Models, prompt: Prompt, request: Request, options: RunO
                       hq_stage1=lambda tokens: res2s_sampler(steps, v, a, tokens=tokens))
 
 
+def a2vid_two_stage(models: Models, prompt: Prompt, request: Request, options: RunOptions | None = None,
+                    **overrides) -> Generation:
+    """`A2VidPipelineTwoStage`: dev two-stage with the video conditioned on `request.audio`.
+
+    The audio is encoded by `models.audio_encoder` (`load_models(..., audio_encoder=True)`; resampled to its
+    16 kHz) and cut to the video's length; both stages keep those tokens clean (`Stage.frozen_audio`: scale-0
+    noise, denoise mask 0, so the audio timesteps are 0). Stage 1: guided dev Euler at half size, video
+    guidance only (the audio guider is neutral; the unconditional pass gives the audio stream the positive
+    audio context, as the official guider without a negative context does). Stage 2: upsample, 3 distilled
+    steps with the dev model + distilled LoRA. The returned waveform is the input audio (its own rate).
+    """
+    if models.dit_stage2 is None:
+        raise ValueError("a2vid_two_stage runs stage 2 with the dev model + distilled LoRA: "
+                         "load_models(..., stage2_loras=[(distilled_lora, 1.0)])")
+    if models.audio_encoder is None:
+        raise ValueError("a2vid_two_stage encodes the input audio: load_models(..., audio_encoder=True)")
+    options = _options("a2vid", request, options, overrides)
+    if options.audio is not None:
+        raise ValueError("a2vid: the audio stream is frozen; audio guidance does not apply")
+    if prompt.negative is None:
+        raise ValueError("a2vid: stage 1 is guided; pass a Prompt with a negative context")
+    v, _, steps = _guiders(models, options)
+    with phase("audio_encode"):
+        tokens = audio_tokens(models.audio_encoder, request.audio, request.frames, request.fps)
+    guided = Prompt(prompt.positive, TextContext(prompt.negative.video, prompt.positive.audio))
+    return _two_stage(models, guided, request, dev_sampler(steps, v, GuiderParams()), distilled_sampler(2),
+                      models.dit_stage2, options, frozen_audio=tokens)
+
+
 PIPELINES = {"distilled": distilled_two_stage, "dev": dev_two_stage, "dev-one-stage": dev_one_stage,
-             "hq": hq_two_stage}
+             "hq": hq_two_stage, "a2vid": a2vid_two_stage}

@@ -85,6 +85,8 @@ class Stage:
         initial_video: `[1, F', H', W', C]` (e.g. the upsampled stage-1 latent); initial_audio: `[1, T, Ca]`.
         noise_scale: the noiser's scale (1 for a first stage, the first sigma for a second stage).
         noise: explicit draws (replay); else `key` draws video then audio.
+        frozen_audio: keep `initial_audio` clean through the stage (audio-to-video, `denoise_video_only`):
+            audio noise scale 0 and denoise mask 0, so its timesteps are 0 and every step returns it unchanged.
     """
 
     frames: int
@@ -102,3 +104,4 @@ class Stage:
     noise_scale: float = 1.0
     noise: StageNoise | None = None
     key: jax.Array | None = None
+    frozen_audio: bool = False

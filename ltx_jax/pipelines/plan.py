@@ -23,9 +23,10 @@ __all__ = ["PlanError", "Plan", "StagePlan", "ModelFile", "build_plan", "parse_m
            "default_size"]
 
 # Official default pixel sizes (ltx_pipelines PipelineParams): two-stage = 2 x stage 1; HQ: 1088 x 1920.
-_DEFAULT_SIZE = {"distilled": (1024, 1536), "dev": (1024, 1536), "dev-one-stage": (512, 768), "hq": (1088, 1920)}
+_DEFAULT_SIZE = {"distilled": (1024, 1536), "dev": (1024, 1536), "dev-one-stage": (512, 768), "hq": (1088, 1920),
+                 "a2vid": (1024, 1536)}
 # Official distilled-LoRA strengths per pipeline: (stage 1, stage 2); None = not used in that stage.
-LORA_STRENGTHS = {"dev": (None, 1.0), "hq": (0.25, 0.5)}
+LORA_STRENGTHS = {"dev": (None, 1.0), "hq": (0.25, 0.5), "a2vid": (None, 1.0)}
 TEXT_TOKENS = 1024  # Gemma prompts are left-padded to 1024 tokens (official tokenizer rule)
 _NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 
@@ -158,6 +159,15 @@ def _guidance(args, model_version: str, pipeline: str) -> dict[str, Any]:
             changes["modality_scale"] = modality
         out[stream] = replace(base, **changes)
     out["steps"] = d.num_inference_steps
+    if pipeline == "a2vid":  # the audio stream is frozen: the official audio guider is neutral
+        from ltx_jax.sampling import GuiderParams
+        given = [f for f in ("cfg_guidance_scale", "stg_guidance_scale", "rescale_scale", "skip_step", "stg_blocks")
+                 if getattr(args, f"audio_{f}", None) is not None] + (
+            ["v2a_guidance_scale"] if getattr(args, "v2a_guidance_scale", None) is not None else [])
+        if given:
+            raise PlanError(f"--{given[0].replace('_', '-')}: the a2vid pipeline keeps the audio frozen; audio "
+                            "guidance does not apply")
+        out["audio"] = GuiderParams()
     return out
 
 
@@ -200,8 +210,9 @@ def build_plan(args, *, devices: int | None = None) -> Plan:
         if img.frame_idx >= args.frames:
             raise PlanError(f"--image {' '.join(spec)}: keyframe index {img.frame_idx} is outside the video's "
                             f"{args.frames} frames (valid: 0..{args.frames - 1})")
+    audio = _read_audio(args, pipeline)
     request = Request(frames=args.frames, height=height, width=width, fps=args.fps, seed=args.seed,
-                      images=tuple(images), float32_positions=args.float32_positions)
+                      images=tuple(images), float32_positions=args.float32_positions, audio=audio)
     validate(pipeline, request, upscale=args.upscale, steps=args.steps)
 
     import jax
@@ -213,6 +224,9 @@ def build_plan(args, *, devices: int | None = None) -> Plan:
     files = []
     entry, config, component_params, fp8_file = checkpoint_info(args.checkpoint)
     files.append(entry)
+    if pipeline == "a2vid" and not component_params.get("audio_vae_encoder"):
+        raise PlanError(f"--checkpoint {args.checkpoint}: has no audio VAE encoder (audio_vae.encoder.*); the a2vid "
+                        "pipeline encodes --audio with it")
     two_stage = pipeline != "dev-one-stage"
     upsampler = None
     if two_stage:
@@ -315,6 +329,28 @@ def build_plan(args, *, devices: int | None = None) -> Plan:
                                 f"), not divisible by context={ctx}: sequence-parallel attention needs equal shards. "
                                 f"Use --attention gspmd, another --mesh, or a size whose token count divides")
     return plan
+
+
+def _read_audio(args, pipeline: str):
+    """a2vid: the `--audio` file's track (`read_audio`; default length: the video's), long enough for the video."""
+    audio_path = getattr(args, "audio", None)
+    if pipeline != "a2vid":
+        if audio_path is not None:
+            raise PlanError(f"--audio: the {pipeline} pipeline takes no input audio (use --pipeline a2vid)")
+        return None
+    if audio_path is None:
+        raise PlanError("the a2vid pipeline needs --audio FILE (the conditioning audio)")
+    from ltx_jax.pipelines.audio_input import read_audio
+    seconds = args.frames / args.fps
+    duration = args.audio_max_duration if args.audio_max_duration is not None else seconds
+    audio = read_audio(audio_path, args.audio_start_time, duration)  # MediaError names the file and the problem
+    if audio.waveform.shape[0] != 2:
+        raise PlanError(f"--audio {audio_path}: has {audio.waveform.shape[0]} channel(s); the audio encoder takes "
+                        "stereo (convert it, e.g. ffmpeg -ac 2)")
+    if audio.seconds < seconds:
+        raise PlanError(f"--audio {audio_path}: {audio.seconds:.3f} s from {args.audio_start_time} s; the video "
+                        f"({args.frames} frames at {args.fps} fps) needs {seconds:.3f} s")
+    return audio
 
 
 def _attention_choices() -> tuple[str, ...]:

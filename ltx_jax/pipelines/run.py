@@ -118,7 +118,8 @@ def _audio(plan, out):
     """(waveform float32 [channels, samples] or None, sample rate, note): the pipeline decodes the audio when the
     checkpoint has the audio VAE decoder and vocoder (`load_models(audio=True)`)."""
     if getattr(out, "sample_rate", None) is not None and out.audio is not None:
-        return np.asarray(out.audio, np.float32)[0], int(out.sample_rate), "audio VAE + vocoder"
+        source = "the input audio (--audio)" if plan.pipeline == "a2vid" else "audio VAE + vocoder"
+        return np.asarray(out.audio, np.float32)[0], int(out.sample_rate), source
     if not plan.component_params.get("audio_vae_decoder") or not plan.component_params.get("vocoder"):
         return None, None, "the checkpoint has no audio VAE decoder / vocoder: the mp4 has no sound track"
     return None, None, "this build's pipelines return no waveform: the mp4 has no sound track"
@@ -184,7 +185,7 @@ def _generate(args, plan, memory, reporter, t0: float) -> dict:
         with phase("load"):
             models = load_models(plan.checkpoint, upsampler=plan.upsampler, temporal_upsampler=plan.temporal_upsampler,
                                  loras=plan.stage1_loras, stage2_loras=plan.stage2_loras or (), runtime=runtime,
-                                 rules=rules, text=text)
+                                 rules=rules, text=text, audio_encoder=plan.pipeline == "a2vid")
         with phase("text_encode"):
             prompt, prompts = _encode_prompt(plan, models, runtime, rules, cache)
         noise, decode_noise = load_noise(args.noise) if args.noise else (None, None)
@@ -199,7 +200,9 @@ def _generate(args, plan, memory, reporter, t0: float) -> dict:
         if plan.pipeline != "dev-one-stage":
             kwargs["upscale"] = plan.upscale
         if plan.pipeline != "distilled":
-            kwargs.update(steps=plan.steps, video=plan.guidance["video"], audio=plan.guidance["audio"])
+            kwargs.update(steps=plan.steps, video=plan.guidance["video"])
+            if plan.pipeline != "a2vid":  # a2vid: the audio is frozen, its guider neutral
+                kwargs["audio"] = plan.guidance["audio"]
         out = PIPELINES[plan.pipeline](models, prompt, plan.request, noise=noise, decode_noise=decode_noise,
                                        temporal_upscale=plan.temporal_upsampler is not None, tiling=tiling,
                                        callbacks=Callbacks(progress=reporter.progress, preview=preview),
@@ -275,6 +278,8 @@ def _resolved(plan, prompts) -> dict:
             "loras": {"stage1": plan.stage1_loras, "stage2": plan.stage2_loras},
             "images": [{"frame": i.frame_idx, "strength": i.strength, "crf": i.crf, "shape": list(i.image.shape)}
                        for i in r.images],
+            "audio_input": None if r.audio is None else {"sample_rate": r.audio.sample_rate, "seconds": r.audio.seconds,
+                                                         "channels": int(r.audio.waveform.shape[0])},
             "stages": [dataclasses.asdict(s) for s in plan.stages], "model_version": plan.config.model_version}
 
 

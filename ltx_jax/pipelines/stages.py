@@ -50,6 +50,7 @@ class Models:
     model_version: str = ""
     audio_decoder: nnx.Module | None = None  # audio VAE decoder + vocoder: None when the file has no audio parts
     vocoder: nnx.Module | None = None
+    audio_encoder: nnx.Module | None = None  # audio VAE encoder (audio-to-video): load_models(audio_encoder=True)
 
     @property
     def config(self):
@@ -66,7 +67,8 @@ def load_models(checkpoint: str | os.PathLike, *, upsampler: str | os.PathLike |
                 temporal_upsampler: str | os.PathLike | None = None,
                 stage2_loras: Sequence[tuple[str | os.PathLike, float]] = (),
                 loras: Sequence[tuple[str | os.PathLike, float]] = (), runtime: Runtime = Runtime(),
-                rules: ShardingRules | None = None, text: bool = False, audio: bool = True) -> Models:
+                rules: ShardingRules | None = None, text: bool = False, audio: bool = True,
+                audio_encoder: bool = False) -> Models:
     """Load a pipeline's components (`ModelLedger`) from an official single file or an ltx-jax checkpoint folder.
 
     Args:
@@ -80,11 +82,12 @@ def load_models(checkpoint: str | os.PathLike, *, upsampler: str | os.PathLike |
         text: also load the text connectors (for prompt files holding Gemma hidden states).
         audio: also load the audio VAE decoder and the vocoder when the file has them (`audio_vae.decoder.*`,
             `vocoder.*` and their config), so the pipelines return a waveform.
+        audio_encoder: also load the audio VAE encoder (`audio_vae.encoder.*`; required then), for audio-to-video.
     """
     from ltx_jax.checkpoint.loader import restore_state
     from ltx_jax.checkpoint.open import open_source
     from ltx_jax.upsampler import load_upsampler
-    from ltx_jax.audio_vae import load_audio_decoder, load_vocoder
+    from ltx_jax.audio_vae import load_audio_decoder, load_audio_encoder, load_vocoder
     from ltx_jax.video_vae import load_video_decoder, load_video_encoder
 
     import ltx_jax.transformer  # noqa: F401  (binds the transformer and text modules to their layout entries)
@@ -100,6 +103,7 @@ def load_models(checkpoint: str | os.PathLike, *, upsampler: str | os.PathLike |
                   encoder=load_video_encoder(source, runtime),
                   audio_decoder=load_audio_decoder(source, runtime) if has_audio else None,
                   vocoder=load_vocoder(source, runtime) if has_audio else None,
+                  audio_encoder=load_audio_encoder(source, runtime) if audio_encoder else None,
                   upsampler=load_upsampler(upsampler, runtime) if upsampler else None,
                   temporal_upsampler=load_upsampler(temporal_upsampler, runtime) if temporal_upsampler else None,
                   text=restore_state(source, "text_embeddings", runtime=runtime) if text else None,
@@ -236,7 +240,12 @@ def run_stage(dit: tuple[nnx.GraphDef, nnx.State], sampler: Sampler, prompt: Pro
         for name, n, state in (("video", nv, video), ("audio", na, audio)):
             if n.shape != state.latent.shape:
                 raise ValueError(f"{name} noise has shape {n.shape}; this stage's state is {state.latent.shape}")
-    video, audio = noise_state(video, nv, st.noise_scale), noise_state(audio, na, st.noise_scale)
+    if st.frozen_audio:  # `denoise_video_only`: audio noised at scale 0, then its denoise mask zeroed
+        if init_a is None:
+            raise ValueError("Stage.frozen_audio needs Stage.initial_audio (the encoded audio tokens)")
+        audio = audio.replace(denoise_mask=jnp.zeros_like(audio.denoise_mask))
+    video = noise_state(video, nv, st.noise_scale)
+    audio = noise_state(audio, na, 0.0 if st.frozen_audio else st.noise_scale)
     sde = None if noise is None else noise.sde
     rules = options.rules
     res = sample(dit, sampler, video, audio, prompt, callbacks=options.callbacks, grid_tokens=shape.token_count,
