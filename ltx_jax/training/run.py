@@ -30,13 +30,29 @@ __all__ = ["build", "train"]
 
 
 def _runtime(config: TrainConfig) -> Runtime:
+    """The base's runtime. An FP8 base keeps the file's e4m3 weights with their scales (`Runtime.fp8="weights"`:
+    each matmul dequantizes `q * weight_scale` to the compute dtype); its other tensors load in bf16. LoRA
+    factors stay float32 masters on top (`training.lora`), so gradients never touch the e4m3 values."""
     m = config.model
     if m.base_dtype == "fp8":
-        if "fp8" not in {f for f in Runtime.__dataclass_fields__}:
-            raise ConfigError("model.base_dtype='fp8' needs the FP8 weight path (ltx_jax.nn.fp8, Runtime.fp8), "
-                              "which this build does not have yet")
         return Runtime(param_dtype="bfloat16", compute_dtype=m.compute_dtype, remat=m.remat, fp8="weights")
     return Runtime(param_dtype=m.base_dtype, compute_dtype=m.compute_dtype, remat=m.remat)
+
+
+def _check_fp8_file(path: str) -> None:
+    """An FP8 base is restored from a file that holds FP8 weights (an official `*-fp8.safetensors` or the output
+    of `ltx-jax quantize`); a bf16 / f32 file is refused here rather than quantized on the fly."""
+    from ltx_jax.checkpoint.fp8_restore import fp8_layers
+    from ltx_jax.checkpoint.open import open_source
+
+    source = open_source(path)
+    try:
+        found = fp8_layers(source)
+    finally:
+        source.close()
+    if not found:
+        raise ConfigError(f"model.base_dtype='fp8' but {path} holds no FP8 weights; use an FP8 file (the official "
+                          "*-fp8.safetensors) or write one with `ltx-jax quantize IN OUT`")
 
 
 def _empty_context(config: TrainConfig):
@@ -61,6 +77,8 @@ def build(config: TrainConfig, model=None):
     dataset = CachedDataset(config.data.cache, batch_size=config.data.batch_size, seed=config.data.seed,
                             with_audio=config.data.with_audio)
     if model is None:
+        if config.model.base_dtype == "fp8":
+            _check_fp8_file(config.model.checkpoint)
         model = restore(config.model.checkpoint, "transformer", runtime=_runtime(config), shardings=rules)
     if config.model.mode == "lora":
         add_lora(model, config.lora, seed=config.data.seed)
