@@ -62,6 +62,8 @@ def files(tmp_path_factory):
         write_clip(root / "cache", f"clip{i}", video_latent=pattern + 0.1 * rng.standard_normal(pattern.shape),
                    video_context=v_ctx, audio_context=a_ctx, fps=24.0, caption="the pattern")
     write_index(root / "cache")
+    np.savez(root / "prompt.npz", video_context=v_ctx[None], audio_context=a_ctx[None],
+             negative_video_context=0 * v_ctx[None], negative_audio_context=0 * a_ctx[None])
     return root
 
 
@@ -82,8 +84,9 @@ def _named(model, fill=None):
     return out
 
 
-def _config(root, checkpoint, base_dtype, out="out", steps=4):
+def _config(root, checkpoint, base_dtype, out="out", steps=4, sample=None):
     return TrainConfig.from_dict({
+        **({"sample": sample} if sample else {}),
         "model": {"checkpoint": str(root / checkpoint), "base_dtype": base_dtype},
         "data": {"cache": str(root / "cache"), "batch_size": 2, "seed": 1},
         "output": {"dir": str(root / out), "checkpoint_every": 100, "progress": False},
@@ -119,9 +122,24 @@ def test_fp8_base_loss_and_grads_equal_dequantized_base(files):
     assert worst <= 1e-6
 
 
-def test_fp8_base_trains_and_saves_official_lora(files):
-    config = _config(files, "fp8.safetensors", "fp8", out="run")
+def test_fp8_base_trains_samples_and_saves_official_lora(files):
+    """Also the sample videos: every K = 2 steps a dev one-stage generation (2 Euler steps, unguided) with the current
+    LoRA through the pipelines, written as npz + mp4; read back with PyAV: 9 frames of 64 x 96 each."""
+    import av
+
+    sample = {"every": 2, "prompt": str(files / "prompt.npz"), "frames": 9, "height": 64, "width": 96, "steps": 2,
+              "guidance": "none"}
+    config = _config(files, "fp8.safetensors", "fp8", out="run", sample=sample)
     summary = train(config, log=lambda s: None)
+    for step in (2, 4):
+        folder = files / "run" / "samples" / f"step{step:06d}"
+        with np.load(folder / "video.npz") as z:
+            assert z["frames"].shape == (9, 64, 96, 3) and z["frames"].dtype == np.uint8
+        with av.open(str(folder / "video.mp4")) as c:
+            frames = [f.to_ndarray(format="rgb24") for f in c.decode(c.streams.video[0])]
+        assert len(frames) == 9 and frames[0].shape == (64, 96, 3)
+    assert sorted(p.name for p in (files / "run" / "samples").iterdir()) == [
+        "lora_step000002.safetensors", "lora_step000004.safetensors", "step000002", "step000004"]
     # the loss on one fixed batch and key (step 0's draws) falls from the initial LoRA to the trained one
     trainer, data, _ = build(config)
     batch, start = data.batch(0), trainer.init(config.data.seed)

@@ -12,7 +12,7 @@ counterpart exists (`[lora] rank / alpha`, `[optim] learning_rate / max_grad_nor
     [data]       cache, batch_size, seed, empty_prompt (prompt .npz for caption dropout), with_audio
     [mesh]       data, context, tensor, fsdp
     [output]     dir, checkpoint_every, keep, async_save, log_every, progress
-    [sample]     every, prompt, frames, height, width, steps, seed, fps (0 = off)
+    [sample]     every, prompt, frames, height, width, steps, seed, fps, guidance (every = 0: off)
 """
 
 from __future__ import annotations
@@ -89,6 +89,11 @@ class SampleSection:
     steps: int = 20
     seed: int = 0
     fps: float = 24.0
+    guidance: str = "official"   # the checkpoint version's CFG/STG defaults, or "none" (one pass per step)
+
+    def __post_init__(self):
+        if self.guidance not in ("official", "none"):
+            raise ConfigError(f"sample.guidance={self.guidance!r}; expected 'official' or 'none'")
 
 
 @dataclass(frozen=True, kw_only=True)

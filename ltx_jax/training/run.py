@@ -109,8 +109,12 @@ def _sample(config: TrainConfig, lora: Path, step: int, log: Callable[[str], Non
     s = config.sample
     models = load_models(config.model.checkpoint, loras=[(lora, 1.0)] if config.model.mode == "lora" else [],
                          runtime=Runtime(param_dtype="bfloat16", compute_dtype=config.model.compute_dtype))
+    guidance = {}
+    if s.guidance == "none":
+        from ltx_jax.sampling.guidance import GuiderParams
+        guidance = {"video": GuiderParams(), "audio": GuiderParams()}
     out = dev_one_stage(models, load_prompt(s.prompt), Request(frames=s.frames, height=s.height, width=s.width,
-                                                                fps=s.fps, seed=s.seed), steps=s.steps)
+                                                                fps=s.fps, seed=s.seed), steps=s.steps, **guidance)
     written = write_frames(Path(config.output.dir) / "samples" / f"step{step:06d}", out.frames_uint8(), s.fps,
                            formats=("npz", "mp4"))
     log(f"sample at step {step}: {written[-1]}")
