@@ -82,7 +82,8 @@ def audio_tokens(encoder, waveform: np.ndarray, frames: int, fps: float) -> np.n
     tokens = latent.transpose(1, 0, 2).reshape(latent.shape[1], -1)
     n = audio_token_count(frames, fps, sample_rate=c.sampling_rate, hop_length=c.mel_hop_length)
     if tokens.shape[0] < n:
-        raise DataError(f"audio gives {tokens.shape[0]} latent frames; the clip's {frames} frames at {fps} fps need {n}")
+        raise DataError(f"audio gives {tokens.shape[0]} latent frames; the clip's {frames} frames at {fps} fps "
+                        f"need {n}")
     return tokens[:n]
 
 
