@@ -30,7 +30,7 @@ def _train(args: argparse.Namespace) -> int:
     losses = summary["losses"]
     print(json.dumps({"steps": summary["steps"], "last_loss": losses[max(losses)] if losses else None,
                       "trained_parameters": summary["trained_parameters"],
-                      **{k: summary[k] for k in ("lora", "lora_ema") if k in summary}}))
+                      **{k: summary[k] for k in ("lora", "lora_ema", "model", "model_ema") if k in summary}}))
     return 0
 
 

@@ -4,7 +4,9 @@ Counterpart: ltx-trainer `LtxvTrainer.train` (its loop, progress display, checkp
 sampling). Logging: one JSON line per `log_every` steps in `<output>/log.jsonl` (step, loss and its parts,
 grad norm, lr, step time, tokens/s, samples/s). Checkpoints: `<output>/checkpoints/<step>/` (Orbax, see
 `training.checkpoints`); a run started on an output folder that holds one resumes from the latest.
-The trained LoRA goes to `<output>/lora.safetensors` (official layout; `lora_ema.safetensors` with EMA).
+The trained LoRA goes to `<output>/lora.safetensors` (official layout; `lora_ema.safetensors` with EMA); a full
+fine-tuning to `<output>/model.safetensors` (the official single file: the trained transformer plus the base
+checkpoint's other components, `training.export`; `model_ema.safetensors` with EMA).
 """
 
 from __future__ import annotations
@@ -191,5 +193,12 @@ def train(config: TrainConfig, *, stop_after: int | None = None, model=None,
         if state.ema is not None:
             summary["lora_ema"] = str(save_lora(trainer.model(state, ema=True), out / "lora_ema.safetensors",
                                                 config.lora.save_dtype))
+    if config.model.mode == "full" and final == total:
+        from ltx_jax.training.export import save_full_checkpoint
+
+        for name, ema in (("model", False), ("model_ema", True)):
+            if not ema or state.ema is not None:
+                summary[name] = str(save_full_checkpoint(trainer.model(state, ema=ema), config.model.checkpoint,
+                                                         out / f"{name}.safetensors", dtype=config.output.export_dtype))
     summary["state"] = state
     return summary
