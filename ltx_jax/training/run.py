@@ -20,12 +20,12 @@ import jax
 import jax.numpy as jnp
 
 from ltx_jax.configs import Runtime
-from ltx_jax.sharding import place, shard_state
+from ltx_jax.sharding import attention_plan, shard_state
 from ltx_jax.training.checkpoints import TrainCheckpoints
 from ltx_jax.training.config import ConfigError, TrainConfig
 from ltx_jax.training.data import CachedDataset
 from ltx_jax.training.lora import add_lora, save_lora
-from ltx_jax.training.sharding import train_mesh, train_rules
+from ltx_jax.training.sharding import place_batch, train_mesh, train_rules
 from ltx_jax.training.step import Trainer
 
 __all__ = ["build", "train"]
@@ -86,7 +86,8 @@ def build(config: TrainConfig, model=None):
         add_lora(model, config.lora, seed=config.data.seed)
     trainer = Trainer(model, mode=config.model.mode, objective=config.objective, optim=config.optim,
                       empty_context=_empty_context(config),
-                      shard=(lambda s: shard_state(s, rules)) if rules is not None else None)
+                      shard=(lambda s: shard_state(s, rules)) if rules is not None else None,
+                      plan=attention_plan(rules) if mesh_cfg.context > 1 else None)
     return trainer, dataset, rules
 
 
@@ -156,7 +157,7 @@ def train(config: TrainConfig, *, stop_after: int | None = None, model=None,
         with (out / "log.jsonl").open("a") as jl:
             for step in range(start, total):
                 t0 = time.perf_counter()
-                batch = place(dataset.batch(step), rules)
+                batch = place_batch(dataset.batch(step), rules)
                 state, metrics = trainer.step(state, batch)
                 if (step + 1) % config.output.log_every == 0 or step + 1 == total:
                     metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
