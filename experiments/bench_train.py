@@ -206,7 +206,8 @@ def _abstract_shard(state, rules):
     for path, var in nnx.to_flat_state(state):
         dotted = ".".join(str(p) for p in path)
         v = var.get_value()
-        sds = lambda x, spec: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=NamedSharding(rules.mesh, spec))  # noqa: E731
+        def sds(x, spec):
+            return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=NamedSharding(rules.mesh, spec))
         if isinstance(v, FP8Weight):  # e4m3 value sharded like a weight, scales replicated
             rep = jax.sharding.PartitionSpec()
             v = v.replace(value=sds(v.value, spec_for(rules, dotted, v.value.shape)),

@@ -7,7 +7,8 @@ the batch on an 8-way `data` axis with FSDP (weights and LoRA factors split over
 replicated weights differs only in where the weights live, measured 3.1e-7 loss / 1.0e-6 params before it was
 dropped to save a compilation), then `data=2 x context=4`: video tokens split over `context`, the attention
 through the sequence-parallel plan (`auto`: Ulysses over the 4 heads, local-KV text/audio->video, LSE-merged
-video->audio). Losses and trained parameters must agree within float32 reduction-order differences. Adam's eps is 1e-3 here: with
+video->audio). Losses and trained parameters must agree within float32 reduction-order differences.
+Adam's eps is 1e-3 here: with
 the default 1e-8, `m / (sqrt(v) + eps)` turns the rounding noise of near-zero gradient entries into full
 lr-sized steps of either sign (measured: parameters 1.3e-3 apart while the losses agree to 4e-7), which
 is Adam's behaviour, not the mesh's.
