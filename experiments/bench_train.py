@@ -3,12 +3,14 @@
 Run:  .venv/bin/python experiments/bench_train.py [--preset ltx23-tiny] [--frames 9 --height 128 --width 128]
           [--batch 2] [--mesh data=1] [--fsdp] [--mode lora|full] [--dtype bfloat16] [--remat] [--steps 5]
       XLA_FLAGS=--xla_force_host_platform_device_count=8 .venv/bin/python experiments/bench_train.py \
-          --preset ltx23 --abstract --mesh data=8 --fsdp --remat --frames 121 --height 512 --width 768
+          --preset ltx23 --abstract --mesh data=8 --fsdp --remat --frames 121 --height 512 --width 768 [--fp8]
 
 Real mode: a tiny (or any preset's) model with random weights, random cached-latent batches, `--steps` timed
 LoRA / full steps after one compile step. Prints {setup, compile_s, step_s (median), tokens_per_s,
 samples_per_s, memory (XLA's per-device memory analysis of the compiled step: arguments, outputs, temps),
 device_memory (the backend's peak bytes in use, where it reports them)}.
+`--fp8`: the frozen base with the official FP8 layer set (block Linears of blocks 1-42 as e4m3 weights with
+their scales, `Runtime.fp8="weights"`; abstract mode only).
 `--abstract`: nothing is allocated; the step is lowered and compiled for `jax.ShapeDtypeStruct` inputs on the
 mesh (the full 22B model fits this way on any machine) and only XLA's memory analysis is printed. On CPU this
 is XLA:CPU's buffer assignment (XLA's blocked attention, not the cuDNN flash kernel), an upper bound for GPU.
@@ -95,14 +97,19 @@ def main(argv=None) -> int:
     ap.add_argument("--audio", action="store_true", help="joint audio-video training")
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--abstract", action="store_true")
+    ap.add_argument("--fp8", action="store_true", help="FP8 base (official layer set); with --abstract")
     args = ap.parse_args(argv)
     mesh_shape = _mesh(args.mesh)
     cfg = PRESETS[args.preset].transformer
     pd = "float32" if args.mode == "full" else args.dtype
-    rt = Runtime(param_dtype=pd, compute_dtype="bfloat16", remat=args.remat)
+    if args.fp8 and (not args.abstract or args.mode != "lora"):
+        ap.error("--fp8 is for --abstract LoRA runs (a real FP8 run restores an FP8 file: `ltx-jax train`)")
+    rt = Runtime(param_dtype=pd, compute_dtype="bfloat16", remat=args.remat, fp8="weights" if args.fp8 else "off")
     n = int(np.prod(list(mesh_shape.values())))
     rules = train_rules(train_mesh(**mesh_shape), fsdp=args.fsdp) if n > 1 else None
     build = lambda: LTXModel(cfg, rt, rngs=nnx.Rngs(0))  # noqa: E731
+    if args.fp8:
+        build = lambda: _fp8_abstract(cfg, rt)  # noqa: E731
     model = nnx.eval_shape(build) if args.abstract else build()
     if args.mode == "lora":
         add_lora(model, LoraConfig(rank=args.rank), seed=0) if not args.abstract else None
@@ -147,6 +154,31 @@ def main(argv=None) -> int:
     return 0
 
 
+def _fp8_abstract(cfg, rt):
+    """The model with FP8 weights where the official quantizer puts them (`select_layers`: block Linears of
+    blocks 1-42), blocks split into segments as `checkpoint.fp8_restore` splits them. Call under `eval_shape`."""
+    from ltx_jax.checkpoint.fp8_restore import block_plan
+    from ltx_jax.checkpoint.layout import TRANSFORMER_PREFIX
+    from ltx_jax.nn.fp8 import FP8Weight
+    from ltx_jax.nn.linear import Linear
+    from ltx_jax.pipelines.quantize import QuantizeSpec, select_layers
+
+    model = LTXModel(cfg, rt, rngs=nnx.Rngs(0))
+    bounds, sets = block_plan(set(select_layers(cfg, QuantizeSpec())), TRANSFORMER_PREFIX, cfg.num_layers)
+    graphdef, state = nnx.split(model.transformer_blocks)
+    segments = []
+    for (start, stop), names in zip(bounds, sets):
+        seg = nnx.merge(graphdef, jax.tree.map(lambda a, i=start, j=stop: a[i:j], state))
+        for path, node in nnx.iter_modules(seg):
+            if ".".join(map(str, path)) in names and isinstance(node, Linear):
+                w = node.weight.get_value()
+                ones = jnp.ones((stop - start,), jnp.float32)
+                node.weight.set_value(FP8Weight(jnp.zeros(w.shape, jnp.float8_e4m3fn), ones, ones, mode="weights"))
+        segments.append(seg)
+    model.transformer_blocks = nnx.List(segments)
+    return model
+
+
 def _with_lora(model, rank):
     add_lora(model, LoraConfig(rank=rank), seed=0)
     return model
@@ -169,12 +201,20 @@ def _abstract_shard(state, rules):
     from jax.sharding import NamedSharding
 
     from ltx_jax.sharding import spec_for
+    from ltx_jax.nn.fp8 import FP8Weight
     flat = []
     for path, var in nnx.to_flat_state(state):
         dotted = ".".join(str(p) for p in path)
         v = var.get_value()
-        flat.append((path, var.replace(jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=NamedSharding(
-            rules.mesh, spec_for(rules, dotted, v.shape))))))
+        def sds(x, spec):
+            return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=NamedSharding(rules.mesh, spec))
+        if isinstance(v, FP8Weight):  # e4m3 value sharded like a weight, scales replicated
+            rep = jax.sharding.PartitionSpec()
+            v = v.replace(value=sds(v.value, spec_for(rules, dotted, v.value.shape)),
+                          weight_scale=sds(v.weight_scale, rep), input_scale=sds(v.input_scale, rep))
+            flat.append((path, var.replace(v)))
+            continue
+        flat.append((path, var.replace(sds(v, spec_for(rules, dotted, v.shape)))))
     return nnx.from_flat_state(flat)
 
 

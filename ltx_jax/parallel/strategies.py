@@ -150,7 +150,9 @@ def sharded_kv_attention(q, k, v, bias, plan: AttentionPlan, implementation: str
 
     def body(q, k, v, bias):
         out, lse = attention_with_lse(q, k, v, bias=bias, implementation=implementation)
-        w = jnp.exp(lse - jax.lax.pmax(lse, ax))[..., None]
+        # the shift only keeps exp() in range and cancels in the ratio below: no gradient through it (pmax has
+        # no differentiation rule, and training differentiates this attention)
+        w = jnp.exp(lse - jax.lax.pmax(jax.lax.stop_gradient(lse), ax))[..., None]
         both = jax.lax.psum(jnp.concatenate([out.astype(jnp.float32) * w, w], axis=-1), ax)
         return (both[..., :d] / both[..., d:]).astype(q.dtype)
 

@@ -30,27 +30,39 @@ def _train(args: argparse.Namespace) -> int:
     losses = summary["losses"]
     print(json.dumps({"steps": summary["steps"], "last_loss": losses[max(losses)] if losses else None,
                       "trained_parameters": summary["trained_parameters"],
-                      **{k: summary[k] for k in ("lora", "lora_ema") if k in summary}}))
+                      **{k: summary[k] for k in ("lora", "lora_ema", "model", "model_ema") if k in summary}}))
     return 0
 
 
 def _preprocess(args: argparse.Namespace) -> int:
     from ltx_jax.configs import Runtime
     from ltx_jax.checkpoint import restore
+    from ltx_jax.checkpoint.errors import LoadError
+    from ltx_jax.checkpoint.gemma_folder import GemmaFolderError
     from ltx_jax.training.data import DataError
     from ltx_jax.training.preprocess import contexts_from_folder, preprocess
 
     try:
         rt = Runtime(param_dtype=args.dtype, compute_dtype=args.dtype)
         encoder = restore(args.checkpoint, "vae_encoder", runtime=rt)
-        text = None
-        if args.text_connectors:
-            from flax import nnx
-            text = nnx.split(restore(args.checkpoint, "text_embeddings", runtime=rt))
-        counts = preprocess(args.dataset, args.cache, encoder=encoder,
-                            encode_captions=contexts_from_folder(args.contexts, text), shape_mode=args.shape_mode,
-                            max_frames=args.max_frames, log=lambda s: print(s, file=sys.stderr))
-    except (DataError, FileNotFoundError) as e:
+        if args.gemma:
+            from ltx_jax.training.encoders import gemma_captions
+            captions = gemma_captions(args.gemma, args.checkpoint, rt)
+        else:
+            text = None
+            if args.text_connectors:
+                from flax import nnx
+                text = nnx.split(restore(args.checkpoint, "text_embeddings", runtime=rt))
+            captions = contexts_from_folder(args.contexts, text)
+        audio = None
+        if args.audio:
+            from ltx_jax.audio_vae import load_audio_encoder
+            from ltx_jax.training.encoders import clip_audio_encoder
+            audio = clip_audio_encoder(load_audio_encoder(args.checkpoint, rt))
+        counts = preprocess(args.dataset, args.cache, encoder=encoder, encode_captions=captions, encode_audio=audio,
+                            shape_mode=args.shape_mode, max_frames=args.max_frames,
+                            log=lambda s: print(s, file=sys.stderr))
+    except (DataError, LoadError, GemmaFolderError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(json.dumps(counts))
@@ -66,11 +78,18 @@ def add_parser(sub) -> None:
     p = sub.add_parser("train-preprocess", help="encode a clip folder (captions.csv / .jsonl) into a latent cache")
     p.add_argument("dataset", help="folder with captions.csv or captions.jsonl and the clips")
     p.add_argument("cache", help="cache folder to create or complete (resumable)")
-    p.add_argument("--checkpoint", required=True, help="official checkpoint (video VAE encoder, text connectors)")
-    p.add_argument("--contexts", required=True,
-                   help="folder of precomputed prompt files <sha256(caption)[:16]>.npz (generate --prompt format)")
+    p.add_argument("--checkpoint", required=True,
+                   help="official checkpoint (video VAE encoder, text connectors, audio VAE encoder with --audio)")
+    text = p.add_mutually_exclusive_group(required=True)
+    text.add_argument("--gemma", help="Gemma-3 Hugging Face folder: captions run through it and the checkpoint's "
+                                      "connectors")
+    text.add_argument("--contexts",
+                      help="folder of precomputed prompt files <sha256(caption)[:16]>.npz (generate --prompt format)")
+    p.add_argument("--audio", action="store_true",
+                   help="encode each clip's sound track with the checkpoint's audio VAE (clips without one stay "
+                        "video-only)")
     p.add_argument("--text-connectors", action="store_true",
-                   help="the prompt files hold Gemma hidden states: run them through the checkpoint's connectors")
+                   help="with --contexts: the prompt files hold Gemma hidden states; run them through the connectors")
     p.add_argument("--shape-mode", choices=["crop", "refuse"], default="crop")
     p.add_argument("--max-frames", type=int, default=None)
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])

@@ -11,8 +11,8 @@ counterpart exists (`[lora] rank / alpha`, `[optim] learning_rate / max_grad_nor
     [optim]      learning_rate, warmup_steps, steps, min_lr_ratio, weight_decay, b1, b2, eps, max_grad_norm, ema_decay
     [data]       cache, batch_size, seed, empty_prompt (prompt .npz for caption dropout), with_audio
     [mesh]       data, context, tensor, fsdp
-    [output]     dir, checkpoint_every, keep, async_save, log_every, progress
-    [sample]     every, prompt, frames, height, width, steps, seed, fps (0 = off)
+    [output]     dir, checkpoint_every, keep, async_save, log_every, progress, export_dtype (full fine-tuning)
+    [sample]     every, prompt, frames, height, width, steps, seed, fps, guidance (every = 0: off)
 """
 
 from __future__ import annotations
@@ -77,6 +77,11 @@ class OutputSection:
     async_save: bool = True
     log_every: int = 1
     progress: bool = True
+    export_dtype: str = "bfloat16"   # full fine-tuning: dtype of the transformer in model.safetensors
+
+    def __post_init__(self):
+        if self.export_dtype not in ("bfloat16", "float32"):
+            raise ConfigError(f"output.export_dtype={self.export_dtype!r}; expected 'bfloat16' or 'float32'")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -89,6 +94,11 @@ class SampleSection:
     steps: int = 20
     seed: int = 0
     fps: float = 24.0
+    guidance: str = "official"   # the checkpoint version's CFG/STG defaults, or "none" (one pass per step)
+
+    def __post_init__(self):
+        if self.guidance not in ("official", "none"):
+            raise ConfigError(f"sample.guidance={self.guidance!r}; expected 'official' or 'none'")
 
 
 @dataclass(frozen=True, kw_only=True)

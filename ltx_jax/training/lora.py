@@ -75,13 +75,15 @@ class LoraMask(nnx.Variable):
 class TrainableLora(nnx.Module):
     """`base(x) + scale * ((x @ A^T) * layer_mask) @ B^T`; A `[R, in]`, B `[out, R]` (stacked: leading layer axis)."""
 
-    def __init__(self, base: Linear, a: jax.Array, b: jax.Array, mask: jax.Array, scale: float, path: str):
+    def __init__(self, base: Linear, a: jax.Array, b: jax.Array, mask: jax.Array, scale: float, path: str,
+                 offset: int = 0):
         self.base = base
         self.lora_A = LoraParam(a)
         self.lora_B = LoraParam(b)
         self.layer_mask = LoraMask(mask)
         self.scale = float(scale)
         self.path = path  # official module path, "{i}" standing for the block index of stacked adapters
+        self.offset = int(offset)  # file index of the stack's first block (segments of an FP8 model)
 
     def __call__(self, x: jax.Array) -> jax.Array:
         y = self.base(x)
@@ -106,8 +108,22 @@ def _linears(module: nnx.Module, prefix: tuple = ()):
             yield from _linears(child, prefix + (name,))
 
 
+def _segment_starts(model: nnx.Module) -> list[int] | None:
+    """File index of the first block of each segment when `transformer_blocks` is an `nnx.List` of stacked
+    segments (an FP8 file whose blocks are not all alike, `checkpoint.fp8_restore`); None for one stack."""
+    blocks = getattr(model, STACKED, None)
+    if not isinstance(blocks, nnx.List):
+        return None
+    starts, n = [], 0
+    for seg in blocks:
+        starts.append(n)
+        n += int(jax.tree.leaves(nnx.state(seg))[0].shape[0])
+    return starts
+
+
 def add_lora(model: nnx.Module, config: LoraConfig, *, seed: int = 0) -> list[str]:
     """Wrap every targeted Linear of an `LTXModel` in a `TrainableLora`; returns the official paths targeted.
+    The base Linear may hold a bf16 / f32 weight or an `FP8Weight` (a frozen FP8 base).
 
     Raises:
         ValueError: the regex matches no Linear (names the first few available paths).
@@ -115,11 +131,15 @@ def add_lora(model: nnx.Module, config: LoraConfig, *, seed: int = 0) -> list[st
     key = jax.random.key(seed)
     pattern = re.compile(config.targets)
     matched, available = [], []
+    starts = _segment_starts(model)
     for parts, parent, attr, lin in list(_linears(model)):
         dotted = ".".join(parts)
         stacked = parts[0] == STACKED
+        offset, rest = 0, parts[1:]
+        if stacked and starts is not None:  # ("transformer_blocks", segment, ...): file index = start + i
+            offset, rest = starts[int(parts[1])], parts[2:]
         layers = lin.weight.shape[0] if stacked else 1
-        names = [f"{STACKED}.{i}.{'.'.join(parts[1:])}" for i in range(layers)] if stacked else [dotted]
+        names = [f"{STACKED}.{offset + i}.{'.'.join(rest)}" for i in range(layers)] if stacked else [dotted]
         available.append(names[0])
         hits = np.array([bool(pattern.search(n)) for n in names])
         if not hits.any():
@@ -132,8 +152,8 @@ def add_lora(model: nnx.Module, config: LoraConfig, *, seed: int = 0) -> list[st
         a = jax.random.uniform(sub, shape_a, jnp.float32, -bound, bound)
         b = jnp.zeros(shape_a[:-2] + (fan_out, config.rank), jnp.float32)
         mask = jnp.asarray(hits.astype(np.float32)[:, None] if stacked else np.float32(1.0))
-        path = f"{STACKED}.{{i}}.{'.'.join(parts[1:])}" if stacked else dotted
-        wrapped = TrainableLora(lin, a, b, mask, config.scale, path)
+        path = f"{STACKED}.{{i}}.{'.'.join(rest)}" if stacked else dotted
+        wrapped = TrainableLora(lin, a, b, mask, config.scale, path, offset)
         if isinstance(attr, int):
             parent[attr] = wrapped
         else:
@@ -159,7 +179,7 @@ def lora_state_dict(model: nnx.Module, dtype: str = "bfloat16") -> dict[str, np.
         mask = np.asarray(jax.device_get(node.layer_mask[...]))
         if "{i}" in node.path:
             for i in np.flatnonzero(mask.reshape(-1)):
-                p = node.path.format(i=i)
+                p = node.path.format(i=node.offset + int(i))
                 out[f"{FILE_PREFIX}{p}.lora_A.weight"] = a[i].astype(np_dtype)
                 out[f"{FILE_PREFIX}{p}.lora_B.weight"] = b[i].astype(np_dtype)
         else:

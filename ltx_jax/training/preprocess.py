@@ -16,8 +16,9 @@ Refused clips are listed with the reason in `refused.jsonl` and skipped; they ne
 Text: `encode_captions(list of captions) -> list of (video_context [S, Dv], audio_context [S, Da])` (the
 text-connector outputs). `contexts_from_folder(dir, text)` gives one for precomputed prompt files
 `<dir>/<sha256(caption)[:16]>.npz` in the `generate --prompt` format (connector outputs, or Gemma hidden
-states run through the checkpoint's connectors). A Gemma encoder plugs in the same way.
-Audio (optional): `encode_audio(clip path) -> [Ta, Ca] tokens or None`; without it the cache is video-only.
+states run through the checkpoint's connectors); `training.encoders.gemma_captions` runs Gemma itself.
+Audio (optional): `encode_audio(clip path, frames kept, fps) -> [Ta, Ca] tokens or None` (no sound track;
+`training.encoders.clip_audio_encoder` runs the audio VAE); without it the cache is video-only.
 
 Resumable: a clip whose cache file exists is skipped; each file is written atomically; the index is rebuilt
 from the files at the end.
@@ -120,7 +121,7 @@ def contexts_from_folder(folder: str | os.PathLike, text=None) -> CaptionEncoder
 
 
 def preprocess(folder: str | os.PathLike, cache: str | os.PathLike, *, encoder, encode_captions: CaptionEncoder,
-               encode_audio: Callable[[Path], np.ndarray | None] | None = None, shape_mode: str = "crop",
+               encode_audio: Callable[[Path, int, float], np.ndarray | None] | None = None, shape_mode: str = "crop",
                max_frames: int | None = None, log: Callable[[str], None] = print) -> dict:
     """Encode every clip of `folder` into `cache` (skipping clips already cached); returns counts.
 
@@ -145,10 +146,15 @@ def preprocess(folder: str | os.PathLike, cache: str | os.PathLike, *, encoder, 
             refused.append({"video": video, "reason": str(e)})
             log(f"refused {video}: {e}")
             continue
+        try:
+            audio = encode_audio(folder / video, frames.shape[0], fps) if encode_audio is not None else None
+        except (DataError, OSError) as e:
+            refused.append({"video": video, "reason": f"audio: {e}"})
+            log(f"refused {video}: audio: {e}")
+            continue
         pixels = frames.astype(np.float32)[None] / 127.5 - 1.0
         latent = np.asarray(encode(encoder, pixels), np.float32)[0]
         (v_ctx, a_ctx), = encode_captions([caption])
-        audio = encode_audio(folder / video) if encode_audio is not None else None
         write_clip(cache, clip_id, video_latent=latent, video_context=v_ctx, audio_context=a_ctx, fps=fps,
                    caption=caption, audio_latent=audio)
         done += 1

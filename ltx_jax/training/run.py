@@ -4,7 +4,9 @@ Counterpart: ltx-trainer `LtxvTrainer.train` (its loop, progress display, checkp
 sampling). Logging: one JSON line per `log_every` steps in `<output>/log.jsonl` (step, loss and its parts,
 grad norm, lr, step time, tokens/s, samples/s). Checkpoints: `<output>/checkpoints/<step>/` (Orbax, see
 `training.checkpoints`); a run started on an output folder that holds one resumes from the latest.
-The trained LoRA goes to `<output>/lora.safetensors` (official layout; `lora_ema.safetensors` with EMA).
+The trained LoRA goes to `<output>/lora.safetensors` (official layout; `lora_ema.safetensors` with EMA); a full
+fine-tuning to `<output>/model.safetensors` (the official single file: the trained transformer plus the base
+checkpoint's other components, `training.export`; `model_ema.safetensors` with EMA).
 """
 
 from __future__ import annotations
@@ -18,25 +20,41 @@ import jax
 import jax.numpy as jnp
 
 from ltx_jax.configs import Runtime
-from ltx_jax.sharding import place, shard_state
+from ltx_jax.sharding import attention_plan, shard_state
 from ltx_jax.training.checkpoints import TrainCheckpoints
 from ltx_jax.training.config import ConfigError, TrainConfig
 from ltx_jax.training.data import CachedDataset
 from ltx_jax.training.lora import add_lora, save_lora
-from ltx_jax.training.sharding import train_mesh, train_rules
+from ltx_jax.training.sharding import place_batch, train_mesh, train_rules
 from ltx_jax.training.step import Trainer
 
 __all__ = ["build", "train"]
 
 
 def _runtime(config: TrainConfig) -> Runtime:
+    """The base's runtime. An FP8 base keeps the file's e4m3 weights with their scales (`Runtime.fp8="weights"`:
+    each matmul dequantizes `q * weight_scale` to the compute dtype); its other tensors load in bf16. LoRA
+    factors stay float32 masters on top (`training.lora`), so gradients never touch the e4m3 values."""
     m = config.model
     if m.base_dtype == "fp8":
-        if "fp8" not in {f for f in Runtime.__dataclass_fields__}:
-            raise ConfigError("model.base_dtype='fp8' needs the FP8 weight path (ltx_jax.nn.fp8, Runtime.fp8), "
-                              "which this build does not have yet")
         return Runtime(param_dtype="bfloat16", compute_dtype=m.compute_dtype, remat=m.remat, fp8="weights")
     return Runtime(param_dtype=m.base_dtype, compute_dtype=m.compute_dtype, remat=m.remat)
+
+
+def _check_fp8_file(path: str) -> None:
+    """An FP8 base is restored from a file that holds FP8 weights (an official `*-fp8.safetensors` or the output
+    of `ltx-jax quantize`); a bf16 / f32 file is refused here rather than quantized on the fly."""
+    from ltx_jax.checkpoint.fp8_restore import fp8_layers
+    from ltx_jax.checkpoint.open import open_source
+
+    source = open_source(path)
+    try:
+        found = fp8_layers(source)
+    finally:
+        source.close()
+    if not found:
+        raise ConfigError(f"model.base_dtype='fp8' but {path} holds no FP8 weights; use an FP8 file (the official "
+                          "*-fp8.safetensors) or write one with `ltx-jax quantize IN OUT`")
 
 
 def _empty_context(config: TrainConfig):
@@ -61,12 +79,15 @@ def build(config: TrainConfig, model=None):
     dataset = CachedDataset(config.data.cache, batch_size=config.data.batch_size, seed=config.data.seed,
                             with_audio=config.data.with_audio)
     if model is None:
+        if config.model.base_dtype == "fp8":
+            _check_fp8_file(config.model.checkpoint)
         model = restore(config.model.checkpoint, "transformer", runtime=_runtime(config), shardings=rules)
     if config.model.mode == "lora":
         add_lora(model, config.lora, seed=config.data.seed)
     trainer = Trainer(model, mode=config.model.mode, objective=config.objective, optim=config.optim,
                       empty_context=_empty_context(config),
-                      shard=(lambda s: shard_state(s, rules)) if rules is not None else None)
+                      shard=(lambda s: shard_state(s, rules)) if rules is not None else None,
+                      plan=attention_plan(rules) if mesh_cfg.context > 1 else None)
     return trainer, dataset, rules
 
 
@@ -91,8 +112,12 @@ def _sample(config: TrainConfig, lora: Path, step: int, log: Callable[[str], Non
     s = config.sample
     models = load_models(config.model.checkpoint, loras=[(lora, 1.0)] if config.model.mode == "lora" else [],
                          runtime=Runtime(param_dtype="bfloat16", compute_dtype=config.model.compute_dtype))
+    guidance = {}
+    if s.guidance == "none":
+        from ltx_jax.sampling.guidance import GuiderParams
+        guidance = {"video": GuiderParams(), "audio": GuiderParams()}
     out = dev_one_stage(models, load_prompt(s.prompt), Request(frames=s.frames, height=s.height, width=s.width,
-                                                                fps=s.fps, seed=s.seed), steps=s.steps)
+                                                                fps=s.fps, seed=s.seed), steps=s.steps, **guidance)
     written = write_frames(Path(config.output.dir) / "samples" / f"step{step:06d}", out.frames_uint8(), s.fps,
                            formats=("npz", "mp4"))
     log(f"sample at step {step}: {written[-1]}")
@@ -132,7 +157,7 @@ def train(config: TrainConfig, *, stop_after: int | None = None, model=None,
         with (out / "log.jsonl").open("a") as jl:
             for step in range(start, total):
                 t0 = time.perf_counter()
-                batch = place(dataset.batch(step), rules)
+                batch = place_batch(dataset.batch(step), rules)
                 state, metrics = trainer.step(state, batch)
                 if (step + 1) % config.output.log_every == 0 or step + 1 == total:
                     metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
@@ -169,5 +194,12 @@ def train(config: TrainConfig, *, stop_after: int | None = None, model=None,
         if state.ema is not None:
             summary["lora_ema"] = str(save_lora(trainer.model(state, ema=True), out / "lora_ema.safetensors",
                                                 config.lora.save_dtype))
+    if config.model.mode == "full" and final == total:
+        from ltx_jax.training.export import save_full_checkpoint
+
+        for name, ema in (("model", False), ("model_ema", True)):
+            if not ema or state.ema is not None:
+                summary[name] = str(save_full_checkpoint(trainer.model(state, ema=ema), config.model.checkpoint,
+                                                         out / f"{name}.safetensors", dtype=config.output.export_dtype))
     summary["state"] = state
     return summary

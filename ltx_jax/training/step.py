@@ -23,6 +23,7 @@ import optax
 from flax import nnx, struct
 from jax.sharding import NamedSharding, PartitionSpec
 
+from ltx_jax.parallel import AttentionPlan
 from ltx_jax.training.lora import LoraParam
 from ltx_jax.training.objective import Batch, ObjectiveConfig, flow_matching_loss, noise_batch
 from ltx_jax.transformer.modality import Modality
@@ -118,6 +119,7 @@ class _Static:
     graphdef: nnx.GraphDef
     objective: ObjectiveConfig
     optim: OptimConfig
+    plan: AttentionPlan | None = None  # sequence-parallel attention (video tokens on `context`), or None
 
     @property
     def tx(self) -> optax.GradientTransformation:
@@ -135,7 +137,7 @@ def forward_loss(static: _Static, params, frozen, batch: Batch, key: jax.Array, 
     if noised.audio is not None:
         audio = Modality(latent=noised.audio.astype(dtype), sigma=noised.sigma, timesteps=noised.audio_timesteps,
                          positions=batch.audio_positions, context=noised.audio_context)
-    v_pred, a_pred = model(video, audio)
+    v_pred, a_pred = model(video, audio, plan=static.plan)
     return flow_matching_loss(v_pred, a_pred, noised, static.objective)
 
 
@@ -177,11 +179,13 @@ class Trainer:
         objective, optim: loss and optimizer settings.
         empty_context: (video, audio) contexts of the empty prompt `[S, D]`, for caption dropout.
         shard: optional callable placing a state (params or frozen) on the mesh (see `training.sharding`).
+        plan: the sequence-parallel attention plan when video tokens are split over `context`
+            (`ltx_jax.sharding.attention_plan(rules)`); None runs single-device attention kernels (GSPMD).
     """
 
     def __init__(self, model: nnx.Module, *, mode: str, objective: ObjectiveConfig = ObjectiveConfig(),
                  optim: OptimConfig = OptimConfig(), empty_context: tuple[jax.Array, jax.Array] | None = None,
-                 shard: Callable[[Any], Any] | None = None):
+                 shard: Callable[[Any], Any] | None = None, plan: AttentionPlan | None = None):
         self.mode, self.objective, self.optim = mode, objective, optim
         graphdef, params, self.frozen = nnx.split(model, _trained_filter(mode), ...)
         bad = {str(v.dtype) for v in jax.tree.leaves(params) if v.dtype != jnp.float32}
@@ -192,7 +196,7 @@ class Trainer:
             raise ValueError(f"mode {mode!r}: the model has no trainable parameters (add LoRA adapters first?)")
         if objective.caption_dropout_p > 0 and empty_context is None:
             raise ValueError("objective.caption_dropout_p > 0 needs the empty prompt's contexts (empty_context)")
-        self.static = _Static(graphdef, objective, optim)
+        self.static = _Static(graphdef, objective, optim, plan)
         self.graphdef = graphdef
         self.shard = shard or (lambda s: s)
         self.frozen = self.shard(self.frozen)
