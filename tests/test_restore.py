@@ -1,6 +1,7 @@
 """Restore into shardings: equal to the single-device loaders, from the official file and from our checkpoint;
 the scaled-FP8 file restored dequantized against the official dequantized forward; and on 8 simulated devices,
-sharded restore equals single-device and every read is exactly one device's region (stacked layers included)."""
+sharded restore equals single-device and every read is exactly one device's region (stacked layers included),
+and each weight preset (replicated, fsdp, tensor) restores straight into its rules' shardings."""
 
 from __future__ import annotations
 
@@ -121,7 +122,34 @@ def run(src, loras=()):
             "reads_not_a_device_region": sorted(map(str, reads - want))[:5],
             "device_regions_never_read": sorted(map(str, want - reads))[:5], "reads": len(logged.reads)}
 
-print(json.dumps({"official": run(official), "ours": run(ours), "lora": run(lora_ckpt, [(lora, 1.0)])}))
+def presets(src):
+    # each weight preset of the inference rules restored straight into its sharding: every array laid out by
+    # its rule's spec and equal to the unsharded restore
+    from jax.sharding import NamedSharding
+    from ltx_jax.sharding import inference_rules, make_mesh
+    _, single = restore_state(src, "transformer", runtime=rt)
+    single = {p: np.asarray(v[...]) for p, v in nnx.to_flat_state(single)}
+    out = {}
+    for preset, axes in (("replicated", dict(data=2, context=4)), ("fsdp", dict(data=2, context=4)),
+                         ("tensor", dict(context=4, tensor=2))):
+        rules = inference_rules(make_mesh(**axes), weights=preset)
+        _, state = restore_state(src, "transformer", runtime=rt, shardings=rules)
+        wrong, unequal, sharded, leaves = [], [], 0, 0
+        for p, v in nnx.to_flat_state(state):
+            arr, dotted = v[...], ".".join(map(str, p))
+            want = NamedSharding(rules.mesh, rules.spec(dotted, arr.shape))
+            if not arr.sharding.is_equivalent_to(want, arr.ndim):
+                wrong.append([dotted, str(arr.sharding.spec), str(want.spec)])
+            if not np.array_equal(np.asarray(arr), single[p]):
+                unequal.append(dotted)
+            leaves += 1
+            sharded += not arr.sharding.is_fully_replicated
+        out[preset] = {"wrong_sharding": wrong[:5], "unequal": unequal[:5], "leaves": leaves, "sharded": sharded,
+                       "leaves_single": len(single)}
+    return out
+
+print(json.dumps({"official": run(official), "ours": run(ours), "lora": run(lora_ckpt, [(lora, 1.0)]),
+                  "presets": presets(ours)}))
 """
 
 
@@ -136,6 +164,10 @@ def test_sharded_restore_reads_only_own_regions(tmp_path):
                             cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-4000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
+    for preset, r in report.pop("presets").items():  # replicated, fsdp, tensor on 8 devices
+        assert r["wrong_sharding"] == [] and r["unequal"] == [], (preset, r)
+        assert r["leaves"] == r["leaves_single"], (preset, r)
+        assert (r["sharded"] == 0) if preset == "replicated" else (r["sharded"] >= 10), (preset, r)
     for name, r in report.items():
         assert r["unequal"] == [], (name, r["unequal"][:5])
         assert r["sharded_leaves"] > r["leaves"] // 2, (name, r)

@@ -5,8 +5,10 @@
 """
 
 from ltx_jax.parallel.dispatch import ROLES, attend
+from ltx_jax.parallel.norm import head_sharded_rms_norm, splits_heads
 from ltx_jax.parallel.plan import STRATEGIES, AttentionPlan, SequenceSplit
 from ltx_jax.parallel.strategies import local_kv_attention, merge_partials, sequence_attention, sharded_kv_attention
 
 __all__ = ["attend", "ROLES", "AttentionPlan", "SequenceSplit", "STRATEGIES", "sequence_attention",
-           "local_kv_attention", "sharded_kv_attention", "merge_partials"]
+           "local_kv_attention", "sharded_kv_attention", "merge_partials",
+           "head_sharded_rms_norm", "splits_heads"]

@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from ltx_jax.parallel import AttentionPlan, attend
+from ltx_jax.parallel import AttentionPlan, attend, head_sharded_rms_norm, splits_heads
 from ltx_jax.nn.linear import Linear
 from ltx_jax.nn.norms import rms_norm
 from ltx_jax.nn.rope import apply_rope
@@ -27,7 +27,12 @@ class RMSNorm(nnx.Module):
         self.eps = eps
         self.weight = nnx.Param(jnp.ones((dim,), param_dtype))
 
-    def __call__(self, x: jax.Array) -> jax.Array:
+    def __call__(self, x: jax.Array, plan: AttentionPlan | None = None, *, heads: int = 1,
+                 video_tokens: bool = False) -> jax.Array:
+        """x: `[B, T, dim]`. Under a plan that splits `heads` over `tensor`, the width is head-sharded and the
+        mean of squares is summed over `tensor` explicitly (`ltx_jax.parallel.head_sharded_rms_norm`)."""
+        if splits_heads(plan, heads):
+            return head_sharded_rms_norm(x, self.weight[...], self.eps, plan, video_tokens=video_tokens)
         return rms_norm(x, self.weight[...], self.eps)
 
 
@@ -68,8 +73,8 @@ class Attention(nnx.Module):
         context = x if context is None else context
         b, t = x.shape[:2]
         v = self.to_v(context)
-        q = self.q_norm(self.to_q(x))
-        k = self.k_norm(self.to_k(context))
+        q = self.q_norm(self.to_q(x), plan, heads=self.heads, video_tokens=role in ("video_self", "video_text", "a2v"))
+        k = self.k_norm(self.to_k(context), plan, heads=self.heads, video_tokens=role in ("video_self", "v2a"))
         if pe is not None:
             q = apply_rope(q, *pe)
             k = apply_rope(k, *(pe if k_pe is None else k_pe))
