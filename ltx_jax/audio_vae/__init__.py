@@ -5,8 +5,10 @@ Counterpart: ltx_core `model/audio_vae/` (`AudioDecoder`, `AudioEncoder`, `Vocod
 """
 
 from ltx_jax.audio_vae.api import (decode_audio, decode_audio_chunked, decode_mel, encode_audio, encode_mel,
-                                   output_samples, sample_rate, tokens_to_latent, vocode)
+                                   latent_to_tokens, output_samples, sample_rate, tokens_to_latent,
+                                   vocode)
 from ltx_jax.audio_vae.loading import audio_schema, load_audio_decoder, load_audio_encoder, load_vocoder
 
 __all__ = ["audio_schema", "load_audio_decoder", "load_audio_encoder", "load_vocoder", "decode_audio", "decode_audio_chunked",
-           "decode_mel", "vocode", "encode_audio", "encode_mel", "sample_rate", "output_samples", "tokens_to_latent"]
+           "decode_mel", "vocode", "encode_audio", "encode_mel", "sample_rate", "output_samples", "tokens_to_latent",
+           "latent_to_tokens"]

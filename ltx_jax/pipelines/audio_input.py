@@ -107,7 +107,7 @@ def audio_tokens(encoder, audio: AudioInput, frames: int, fps: float) -> np.ndar
     Raises:
         ValueError: the audio does not have the encoder's channel count, or is shorter than the video.
     """
-    from ltx_jax.audio_vae import encode_audio
+    from ltx_jax.audio_vae import encode_audio, latent_to_tokens
     from ltx_jax.sampling import audio_token_count
     channels = encoder.config.in_channels
     if audio.waveform.ndim != 2 or audio.waveform.shape[0] != channels:
@@ -118,5 +118,4 @@ def audio_tokens(encoder, audio: AudioInput, frames: int, fps: float) -> np.ndar
     if latent.shape[2] < tokens:
         raise ValueError(f"audio of {audio.seconds:.3f} s encodes to {latent.shape[2]} latent frames; the video "
                          f"({frames} frames at {fps} fps) needs {tokens}: give a longer audio or fewer frames")
-    b, c, _, f = latent.shape
-    return latent[:, :, :tokens].transpose(0, 2, 1, 3).reshape(b, tokens, c * f)
+    return latent_to_tokens(latent[:, :, :tokens])

@@ -71,15 +71,15 @@ def read_audio(path: str | os.PathLike, rate: int) -> np.ndarray | None:
 
 def audio_tokens(encoder, waveform: np.ndarray, frames: int, fps: float) -> np.ndarray:
     """Tokens `[Ta, C * F]` of a stereo waveform at the encoder's rate for a clip of `frames` at `fps` (rules above)."""
-    from ltx_jax.audio_vae import encode_audio
+    from ltx_jax.audio_vae import encode_audio, latent_to_tokens
     from ltx_jax.sampling.positions import audio_token_count
 
     c = encoder.config
     samples = round(frames / fps * c.sampling_rate)
     wave = np.zeros((2, samples), np.float32)
     wave[:, :min(samples, waveform.shape[-1])] = waveform[:, :samples]
-    latent = np.asarray(encode_audio(encoder, wave[None], c.sampling_rate), np.float32)[0]  # [C, T', F]
-    tokens = latent.transpose(1, 0, 2).reshape(latent.shape[1], -1)
+    latent = np.asarray(encode_audio(encoder, wave[None], c.sampling_rate), np.float32)  # [1, C, T', F]
+    tokens = latent_to_tokens(latent)[0]
     n = audio_token_count(frames, fps, sample_rate=c.sampling_rate, hop_length=c.mel_hop_length)
     if tokens.shape[0] < n:
         raise DataError(f"audio gives {tokens.shape[0]} latent frames; the clip's {frames} frames at {fps} fps "
