@@ -6,23 +6,59 @@ zeros / reflect / replicate / circular) and ltx_core `model/video_vae/convolutio
 Activations are channels-last (`[N, *spatial, C]`, e.g. NDHWC for video) while weights keep the
 official `OI<spatial>` layout, so checkpoint tensors load without a transpose; the dimension numbers
 of the convolution tell XLA the layouts and it picks the kernel layout itself.
+
+Inside `size_invariant()` a stride-1 convolution is written as im2col + one dot instead (the shifted views
+concatenated one axis at a time, then `[M, taps*in] x [taps*in, out]`). XLA:CPU's convolution orders its
+sums by problem size, so a row slice of a decode does not compute the bits the whole decode computes for
+those rows (1.1e-6 apart on the tiny decoder); its dots do (1.9e-7 remains, see docs/sharding.md). The
+video decoder turns this on for the CPU backend only; GPUs and TPUs keep the backend convolution.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
-__all__ = ["Conv", "CausalConv3d", "PADDING_MODES"]
+__all__ = ["Conv", "CausalConv3d", "PADDING_MODES", "size_invariant", "size_invariant_active"]
 
 # torch padding_mode -> jnp.pad mode. torch's "reflect" excludes the edge sample, as numpy's does.
 PADDING_MODES = {"zeros": None, "reflect": "reflect", "replicate": "edge", "circular": "wrap"}
 
 _SPATIAL = "DHW"
+
+_SIZE_INVARIANT = contextvars.ContextVar("ltx_jax_size_invariant_conv", default=False)
+
+
+@contextlib.contextmanager
+def size_invariant(enabled: bool = True) -> Iterator[None]:
+    """While tracing inside this context, stride-1 ungrouped convolutions are im2col + dot (see module doc)."""
+    token = _SIZE_INVARIANT.set(enabled)
+    try:
+        yield
+    finally:
+        _SIZE_INVARIANT.reset(token)
+
+
+def size_invariant_active() -> bool:
+    return _SIZE_INVARIANT.get()
+
+
+def _conv_as_dot(x: jax.Array, weight: jax.Array, pads: list[tuple[int, int]]) -> jax.Array:
+    """Stride-1 convolution of channels-last `x` with an `OI<spatial>` weight as im2col + one dot."""
+    kernel, n_out = weight.shape[2:], weight.shape[0]
+    x = jnp.pad(x, [(0, 0), *pads, (0, 0)])
+    for axis in reversed(range(len(kernel))):  # last axis first: channels end up ordered (*taps, in)
+        size = x.shape[1 + axis] - kernel[axis] + 1
+        x = jnp.concatenate([jax.lax.slice_in_dim(x, t, t + size, axis=1 + axis) for t in range(kernel[axis])],
+                            axis=-1)
+    w = jnp.moveaxis(weight, (0, 1), (-1, -2)).reshape(-1, n_out)  # [*kernel, in, out] flattened
+    return jax.lax.dot_general(x, w, (((x.ndim - 1,), (0,)), ((), ())))
 
 
 def _tuple(value: int | Sequence[int], n: int) -> tuple[int, ...]:
@@ -68,6 +104,9 @@ class Conv(nnx.Module):
             x = jnp.pad(x, [(0, 0), *pads, (0, 0)], mode=mode)
             pads = [(0, 0)] * self.ndim
         spatial = _SPATIAL[-self.ndim:]
+        if size_invariant_active() and self.groups == 1 and all(s == 1 for s in self.stride):
+            y = _conv_as_dot(x, self.weight[...].astype(x.dtype), pads)
+            return y if self.bias is None else y + self.bias[...].astype(y.dtype)
         y = jax.lax.conv_general_dilated(
             x, self.weight[...].astype(x.dtype), window_strides=self.stride, padding=pads,
             dimension_numbers=(f"N{spatial}C", f"OI{spatial}", f"N{spatial}C"), feature_group_count=self.groups)

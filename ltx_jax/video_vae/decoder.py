@@ -12,7 +12,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from ltx_jax.configs import Runtime, VideoVAEConfig
-from ltx_jax.nn.conv import CausalConv3d
+from ltx_jax.nn.conv import CausalConv3d, size_invariant
 from ltx_jax.nn.embeddings import CombinedTimestepEmbedding
 from ltx_jax.video_vae.encoder import PATCH, block_params
 from ltx_jax.video_vae.ops import PerChannelStatistics, unpatchify
@@ -92,6 +92,11 @@ class VideoDecoder(nnx.Module):
             pixels `[B, 8(F'-1) + 1, 32 H', 32 W', 3]` (released layouts), roughly in [-1, 1], in the runtime's
             compute dtype.
         """
+        # On CPU, size-invariant convolutions: a row slice (decode_sharded, tiles) computes the whole decode's bits.
+        with size_invariant(jax.default_backend() == "cpu"):
+            return self._decode(latent, timestep, noise)
+
+    def _decode(self, latent, timestep, noise):
         b = latent.shape[0]
         latent = latent.astype(self.compute_dtype)
         if self.timestep_conditioning:

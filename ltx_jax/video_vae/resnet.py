@@ -11,7 +11,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from ltx_jax.configs import ConfigError
-from ltx_jax.nn.conv import CausalConv3d, Conv
+from ltx_jax.nn.conv import CausalConv3d, Conv, size_invariant_active
 from ltx_jax.nn.embeddings import CombinedTimestepEmbedding
 from ltx_jax.nn.norms import pixel_norm
 from ltx_jax.video_vae.ops import GroupNorm
@@ -22,8 +22,18 @@ __all__ = ["ResnetBlock3D", "UNetMidBlock3D", "vae_pixel_norm"]
 def vae_pixel_norm(x: jax.Array) -> jax.Array:
     """ltx_core `PixelNorm()` over channels: eps is its constructor default 1e-8 (not the 1e-6 of
     `build_normalization_layer`). Computed in float32; ltx_core uses the tensor's dtype, which only
-    differs in bf16."""
-    return pixel_norm(x.astype(jnp.float32), axis=-1, eps=1e-8).astype(x.dtype)
+    differs in bf16. Inside `size_invariant()` the channel sum is pairwise (halves added elementwise), whose
+    order does not depend on the number of rows, unlike XLA:CPU's reduction."""
+    x32 = x.astype(jnp.float32)
+    if not size_invariant_active():
+        return pixel_norm(x32, axis=-1, eps=1e-8).astype(x.dtype)
+    s = x32 * x32
+    width = 1 << (s.shape[-1] - 1).bit_length()
+    if width != s.shape[-1]:  # zero channels up to a power of two add exact zeros
+        s = jnp.pad(s, [(0, 0)] * (s.ndim - 1) + [(0, width - s.shape[-1])])
+    while s.shape[-1] > 1:
+        s = s[..., : s.shape[-1] // 2] + s[..., s.shape[-1] // 2:]
+    return (x32 / jnp.sqrt(s / x.shape[-1] + 1e-8)).astype(x.dtype)
 
 
 class ResnetBlock3D(nnx.Module):
