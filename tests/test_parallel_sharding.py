@@ -1,6 +1,6 @@
 """Sequence-parallel attention (`ltx_jax.parallel`) on 8 simulated CPU devices, in one subprocess (the device
 count is fixed at jax import): every strategy on meshes 1x8, 2x4, 4x2, 8x1 and hybrid splits equals the
-single-device computation in float32 (attention alone on all four meshes; the tiny transformer on 1x8 / 2x4 with 8 video / 8 audio heads,
+single-device computation in float32 (attention alone on all four meshes; the tiny transformer on 1x8, 2x4, 4x2 and 8x1 with 8 video / 8 audio heads,
 the tensor-parallel and FSDP weight presets, a distilled Euler loop, the row-split VAE decode); the compiled HLO has the expected collectives
 (Ulysses: 4 all-to-alls per layer and no all-gather / all-reduce spanning the video length; ring: only K/V
 blocks by collective-permute; FSDP: each layer's weights gathered inside the scan; tensor: one q/k-norm psum
@@ -150,6 +150,16 @@ SCRIPT = textwrap.dedent("""
                                                      if p[0] == "transformer_blocks"
                                                      and not v[...].sharding.is_fully_replicated})
         model[name] = entry
+    # meshes with a wide data axis: a batch of 8 (any batch divisible by 4 and 8), its own single-device run
+    vin8, ain8 = sc.inputs(cfg, batch=8, frames=2, height=8, width=8, audio_tokens=16)
+    single8 = [np.asarray(x) for x in sc.step(g, s, vin8, ain8)]
+    for name, (d, c) in (("4x2.ulysses", (4, 2)), ("8x1.ulysses", (8, 1))):
+        rules = inference_rules(make_mesh(data=d, context=c), attention="ulysses")
+        ss = shard_state(s, rules)
+        pv, pa = sc.place_inputs(vin8, ain8, rules)
+        res = sc.step(g, ss, pv, pa, rules=rules)
+        model[name] = {"err_video": rel(res[0], single8[0]), "err_audio": rel(res[1], single8[1]),
+                       "latent_spec": str(res[0].sharding.spec)}
     out["model"] = model
     out["video_tokens"], out["layers"] = tv, cfg.num_layers
 
@@ -213,6 +223,8 @@ def test_every_strategy_equals_one_device(result):
     for name, r in att.items():
         assert r["err"] <= 1e-6, (name, r)
         assert r.get("err_bias", 0.0) <= 1e-6, (name, r)
+    assert {"1x8.ulysses", "2x4.ring", "1x8.hybrid", "4x2.ulysses", "8x1.ulysses"} <= set(result["model"])
+    assert result["model"]["4x2.ulysses"]["latent_spec"] == "P('data', 'context')"
     for name, r in result["model"].items():
         assert r["err_video"] <= 1e-6 and r["err_audio"] <= 1e-6, (name, r)
     loop = result["loop"]
