@@ -51,3 +51,37 @@ def run(args: argparse.Namespace) -> int:
     print(f"wrote {spec.clips} clips ({spec.frames}x{spec.height}x{spec.width} @ {spec.fps} fps, audio "
           f"{spec.sample_rate} Hz stereo) and {path} in {time.perf_counter() - start:.1f} s")
     return 0
+
+
+def add_vae_parser(sub) -> None:
+    from ltx_jax.world.train_vae import VAETrainConfig
+
+    d = VAETrainConfig()
+    p = sub.add_parser("world-vae", help="train the embedded default's video VAE on the synthetic world (resumable)",
+                       description="Stage 1 of the embedded default (issue 17): the LTX-2.3 video VAE layout at a small "
+                                   "width, trained as an autoencoder of fresh world clips. Re-running with the same "
+                                   "settings resumes from OUT/checkpoints; at the last step it fits the latent "
+                                   "statistics, reports the held-out PSNR and writes OUT/video_vae.npz.")
+    p.add_argument("--out", required=True)
+    for name in ("steps", "batch", "latent_channels", "decoder_base_channels", "frames", "height", "width", "seed",
+                 "save_every"):
+        p.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(d, name))
+    p.add_argument("--lr", type=float, default=d.learning_rate)
+    p.set_defaults(func=run_vae)
+
+
+def run_vae(args: argparse.Namespace) -> int:
+    import json
+
+    from ltx_jax.world.train_vae import VAETrainConfig, train_video_vae
+
+    try:
+        cfg = VAETrainConfig(steps=args.steps, batch=args.batch, latent_channels=args.latent_channels,
+                             decoder_base_channels=args.decoder_base_channels, frames=args.frames,
+                             height=args.height, width=args.width, seed=args.seed, save_every=args.save_every,
+                             learning_rate=args.lr)
+        print(json.dumps(train_video_vae(args.out, cfg)))
+    except (ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0

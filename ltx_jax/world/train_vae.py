@@ -1,0 +1,214 @@
+"""Stage 1 of the embedded default (issue 17): the video VAE trained as an autoencoder of the synthetic world.
+
+No ltx_core counterpart (ltx-core ships no VAE training). The model is the LTX-2.3 video VAE layout (the
+released encoder / decoder block lists, one layer per res block, `latent_channels` and `decoder_base_channels`
+chosen small), so the result loads wherever an official VAE does.
+
+Recipe: batches of fresh clips (clip `step * batch + i` of the world seed; no clip is seen twice), the
+encoder's latent means straight into the decoder (the official layout's encoder also emits one log-variance
+channel, left untrained, as in a deterministic autoencoder), loss = L1 + MSE in [-1, 1] pixels + a small L2
+on the latent so its scale stays bounded. AdamW with warm-up and cosine decay, gradient clipping. On CPU the
+convolutions are written as im2col + dot (`size_invariant`), whose gradients are dots: measured faster than
+XLA:CPU's convolution backward. After training, the latent statistics (`mean-of-means`, `std-of-means`) are
+measured on training clips, so normalized latents have zero mean and unit deviation per channel, as the DiT
+expects.
+
+Resumable: the whole state (params, Adam moments, step) is saved with Orbax every `save_every` steps; the data
+order is a function of (seed, step), so a resumed run continues the same curve.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from ltx_jax.configs import LTX_2_3, Runtime, VideoVAEConfig
+from ltx_jax.configs.presets import _tiny_blocks
+from ltx_jax.nn.conv import size_invariant
+from ltx_jax.training.checkpoints import TrainCheckpoints
+from ltx_jax.training.step import OptimConfig, TrainState, make_optimizer
+from ltx_jax.video_vae import VideoDecoder, VideoEncoder
+from ltx_jax.world.dataset import WorldSpec, make_clip
+
+__all__ = ["VAETrainConfig", "video_vae_config", "train_video_vae", "psnr"]
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class VAETrainConfig:
+    latent_channels: int = 16
+    decoder_base_channels: int = 16
+    frames: int = 9
+    height: int = 64
+    width: int = 64
+    batch: int = 8
+    steps: int = 2000
+    learning_rate: float = 1e-3
+    warmup_steps: int = 50
+    latent_l2: float = 1e-4
+    seed: int = 0                 # world seed of the training clips
+    held_out_seed: int = 1000     # world seed of the evaluation clips (never trained on)
+    held_out_clips: int = 32
+    save_every: int = 250
+
+    def __post_init__(self):
+        for name in ("latent_channels", "decoder_base_channels", "batch", "steps", "save_every", "held_out_clips"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"world VAE training: {name}={getattr(self, name)} must be >= 1")
+        if not self.learning_rate > 0 or not 0 <= self.warmup_steps <= self.steps:
+            raise ValueError(f"world VAE training: need lr > 0 and 0 <= warmup_steps <= steps (lr="
+                             f"{self.learning_rate}, warmup_steps={self.warmup_steps}, steps={self.steps})")
+        WorldSpec(seed=self.seed, clips=1, frames=self.frames, height=self.height, width=self.width)  # size rules
+
+    def world(self, seed: int) -> WorldSpec:
+        return WorldSpec(seed=seed, clips=1, frames=self.frames, height=self.height, width=self.width)
+
+
+def video_vae_config(cfg: VAETrainConfig) -> VideoVAEConfig:
+    """The LTX-2.3 video VAE layout at the trained size (no timestep conditioning, as released)."""
+    return dataclasses.replace(LTX_2_3.vae, latent_channels=cfg.latent_channels,
+                               decoder_base_channels=cfg.decoder_base_channels,
+                               encoder_blocks=_tiny_blocks(LTX_2_3.vae.encoder_blocks),
+                               decoder_blocks=_tiny_blocks(LTX_2_3.vae.decoder_blocks))
+
+
+class _AutoEncoder(nnx.Module):
+    def __init__(self, encoder: VideoEncoder, decoder: VideoDecoder):
+        self.encoder, self.decoder = encoder, decoder
+
+    def __call__(self, video: jax.Array) -> tuple[jax.Array, jax.Array]:
+        with size_invariant(jax.default_backend() == "cpu"):
+            z = self.encoder(video)
+            return self.decoder(z), z
+
+
+def _clips(spec: WorldSpec, start: int, count: int) -> np.ndarray:
+    """Clips `start .. start + count` as float32 [-1, 1] `[count, F, H, W, 3]`."""
+    return np.stack([make_clip(spec, i)[1] for i in range(start, start + count)]).astype(np.float32) / 127.5 - 1.0
+
+
+def psnr(reconstruction: np.ndarray, target: np.ndarray) -> float:
+    """PSNR in dB of [-1, 1] videos, measured on the [0, 1] scale after clipping (peak 1)."""
+    mse = np.mean(((np.clip(reconstruction, -1, 1) - target) / 2.0) ** 2)
+    return float(10.0 * np.log10(1.0 / max(mse, 1e-12)))
+
+
+def _build(cfg: VAETrainConfig, seed: int = 0) -> _AutoEncoder:
+    vae = video_vae_config(cfg)
+    runtime = Runtime(param_dtype="float32", compute_dtype="float32")
+    return _AutoEncoder(VideoEncoder(vae, runtime, rngs=nnx.Rngs(seed)),
+                        VideoDecoder(vae, runtime, rngs=nnx.Rngs(seed + 1)))
+
+
+def _optim(cfg: VAETrainConfig) -> OptimConfig:
+    return OptimConfig(learning_rate=cfg.learning_rate, warmup_steps=cfg.warmup_steps, steps=cfg.steps,
+                       min_lr_ratio=0.01, weight_decay=0.0, max_grad_norm=1.0)
+
+
+@partial(jax.jit, static_argnames=("graphdef", "optim", "latent_l2"), donate_argnums=0)
+def _train_step(state: TrainState, video: jax.Array, *, graphdef, optim: OptimConfig,
+                latent_l2: float) -> tuple[TrainState, jax.Array]:
+    tx = make_optimizer(optim)
+
+    def loss_fn(params):
+        recon, z = nnx.merge(graphdef, params)(video)
+        return jnp.mean(jnp.abs(recon - video)) + jnp.mean(jnp.square(recon - video)) \
+            + latent_l2 * jnp.mean(jnp.square(z))
+
+    loss, grads = jax.value_and_grad(loss_fn)(state.params)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = jax.tree.map(lambda p, u: p + u, state.params, updates)
+    return TrainState(step=state.step + 1, params=params, opt_state=opt_state, ema=None, key=state.key), loss
+
+
+@partial(jax.jit, static_argnames=("graphdef",))
+def _run(params, video: jax.Array, *, graphdef) -> tuple[jax.Array, jax.Array]:
+    """(reconstruction, latent)."""
+    return nnx.merge(graphdef, params)(video)
+
+
+def _truncate_curve(path: Path, step: int) -> None:
+    if not path.exists():
+        return
+    kept = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(line + "\n" for line in kept))
+    tmp.replace(path)
+
+
+def train_video_vae(out: str | Path, cfg: VAETrainConfig, *, stop_after: int | None = None,
+                    log: Callable[[str], None] = print) -> dict:
+    """Train (or resume) the world's video VAE in `out/` (`checkpoints/`, `loss.jsonl`, `video_vae.npz`).
+
+    Args:
+        stop_after: stop once this many steps are done in total (the schedule still spans `cfg.steps`), for
+            tests of resumption.
+
+    Returns:
+        {"step", "loss_first", "loss_last", "held_out_psnr" (at the end only), "seconds"}.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    model = _build(cfg)
+    graphdef, params = nnx.split(model)
+    optim = _optim(cfg)
+    state = TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                       opt_state=jax.jit(make_optimizer(optim).init)(params), ema=None,
+                       key=jax.random.key_data(jax.random.key(cfg.seed)))
+    record = {"what": "world video VAE", "config": dataclasses.asdict(cfg)}
+    ckpt = TrainCheckpoints(out / "checkpoints", keep=2)
+    if ckpt.latest_step() is not None:
+        state = ckpt.restore(state, record)
+        log(f"resumed at step {int(state.step)}")
+    spec = cfg.world(cfg.seed)
+    end = cfg.steps if stop_after is None else min(stop_after, cfg.steps)
+    start, t0 = int(state.step), time.perf_counter()
+    _truncate_curve(out / "loss.jsonl", start)  # steps after the last checkpoint are run again
+    with open(out / "loss.jsonl", "a") as curve:
+        for s in range(start, end):
+            video = jnp.asarray(_clips(spec, s * cfg.batch, cfg.batch))
+            state, loss = _train_step(state, video, graphdef=graphdef, optim=optim, latent_l2=cfg.latent_l2)
+            curve.write(json.dumps({"step": s + 1, "loss": float(loss)}) + "\n")
+            if (s + 1) % 50 == 0 or s + 1 == end:
+                curve.flush()
+                log(f"step {s + 1}/{cfg.steps} loss {float(loss):.4f} ({time.perf_counter() - t0:.0f} s)")
+            if (s + 1) % cfg.save_every == 0 or s + 1 == end:
+                ckpt.save(state, record, force=True)
+    ckpt.wait()
+    ckpt.close()
+    result = {"step": int(state.step), "seconds": round(time.perf_counter() - t0, 1)}
+    if int(state.step) == cfg.steps:
+        result.update(finish(out, cfg, graphdef, state.params, log))
+    return result
+
+
+def finish(out: Path, cfg: VAETrainConfig, graphdef, params, log) -> dict:
+    """Latent statistics from training clips, held-out PSNR, and the trained weights as `video_vae.npz`."""
+    model = nnx.merge(graphdef, params)
+    spec = cfg.world(cfg.seed)
+    zs = np.concatenate([np.asarray(_run(params, jnp.asarray(_clips(spec, i, 8)), graphdef=graphdef)[1])
+                         for i in range(0, 128, 8)])
+    zs = zs.reshape(-1, zs.shape[-1])
+    stats = model.encoder.per_channel_statistics
+    mean, std = zs.mean(0), zs.std(0) + 1e-6
+    stats.mean_of_means[...] = jnp.asarray(mean)
+    stats.std_of_means[...] = jnp.asarray(std)
+    model.decoder.per_channel_statistics.mean_of_means[...] = jnp.asarray(mean)
+    model.decoder.per_channel_statistics.std_of_means[...] = jnp.asarray(std)
+    _, params = nnx.split(model)
+    held = _clips(cfg.world(cfg.held_out_seed), 0, cfg.held_out_clips)
+    rec = np.concatenate([np.asarray(_run(params, jnp.asarray(held[i:i + 8]), graphdef=graphdef)[0])
+                          for i in range(0, len(held), 8)])
+    value = psnr(rec, held)
+    log(f"held-out PSNR {value:.2f} dB over {len(held)} clips")
+    flat = {".".join(map(str, p)): np.asarray(v.get_value()) for p, v in nnx.to_flat_state(params)}
+    np.savez(out / "video_vae.npz", **flat)
+    return {"held_out_psnr": value}

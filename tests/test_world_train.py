@@ -1,0 +1,95 @@
+"""Training the embedded default's video VAE on the synthetic world (issue 17, stage 1): at a tiny size the loss
+falls, a run stopped and resumed continues the uninterrupted curve step for step, the written weights are the
+LTX-2.3 VAE layout, and the latent statistics normalize training latents to zero mean and unit deviation."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from ltx_jax.world.train_vae import VAETrainConfig, psnr, train_video_vae
+
+CFG = VAETrainConfig(latent_channels=16, decoder_base_channels=8, frames=9, height=32, width=32, batch=2, steps=10,
+                     warmup_steps=2, learning_rate=2e-3, save_every=5, held_out_clips=8)
+
+
+def _curve(path) -> list[float]:
+    return [json.loads(line)["loss"] for line in (path / "loss.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    whole = tmp_path_factory.mktemp("whole")
+    resumed = tmp_path_factory.mktemp("resumed")
+    logs: list[str] = []
+    first = train_video_vae(resumed, CFG, stop_after=4, log=logs.append)
+    second = train_video_vae(resumed, CFG, log=logs.append)
+    full = train_video_vae(whole, CFG, log=lambda _: None)
+    return whole, resumed, first, second, full, logs
+
+
+def test_loss_falls(runs):
+    whole, *_ = runs
+    curve = _curve(whole)
+    assert len(curve) == CFG.steps
+    assert np.mean(curve[-3:]) < 0.8 * np.mean(curve[:3]), curve
+
+
+def test_resumed_run_continues_the_same_curve(runs):
+    whole, resumed, first, second, full, logs = runs
+    assert first["step"] == 4 and "held_out_psnr" not in first  # stopped early: no evaluation, no weights
+    assert "resumed at step 4" in logs
+    assert second["step"] == full["step"] == CFG.steps
+    np.testing.assert_allclose(_curve(resumed), _curve(whole), rtol=0, atol=1e-6)
+    assert second["held_out_psnr"] == pytest.approx(full["held_out_psnr"], abs=1e-4)
+
+
+def test_weights_are_the_official_vae_layout_with_fitted_statistics(runs):
+    from flax import nnx
+
+    from ltx_jax.checkpoint.layout import module_keys
+    from ltx_jax.checkpoint.schema import vae_decoder_schema, vae_encoder_schema
+    from ltx_jax.configs import Runtime
+    from ltx_jax.video_vae import VideoDecoder, VideoEncoder
+    from ltx_jax.world.train_vae import _clips, video_vae_config
+
+    whole, *_ = runs
+    with np.load(whole / "video_vae.npz") as z:
+        saved = {k: z[k] for k in z.files}
+    vae = video_vae_config(CFG)
+    rt = Runtime(param_dtype="float32", compute_dtype="float32")
+    enc = nnx.eval_shape(lambda: VideoEncoder(vae, rt, rngs=nnx.Rngs(0)))
+    dec = nnx.eval_shape(lambda: VideoDecoder(vae, rt, rngs=nnx.Rngs(0)))
+    expected = {**{"encoder." + k: s for k, (_, s, _) in module_keys(nnx.state(enc)).items()},
+                **{"decoder." + k: s for k, (_, s, _) in module_keys(nnx.state(dec)).items()}}
+    got = {k.replace("_of_", "-of-") if "per_channel_statistics" in k else k: v.shape for k, v in saved.items()}
+    assert got == expected
+    # the official schema (independent of our modules) names the same tensors
+    official = {**vae_encoder_schema(vae), **vae_decoder_schema(vae)}
+    assert {"vae." + k for k in got if "per_channel" not in k} == {k for k in official if "per_channel" not in k}
+    mean = saved["encoder.per_channel_statistics.mean_of_means"]
+    std = saved["encoder.per_channel_statistics.std_of_means"]
+    np.testing.assert_array_equal(mean, saved["decoder.per_channel_statistics.mean_of_means"])
+    assert np.all(std > 0)
+
+
+def test_psnr_is_the_textbook_formula():
+    a = np.zeros((2, 3), np.float32)
+    b = np.full((2, 3), 0.2, np.float32)  # [-1, 1] scale: 0.1 on [0, 1], MSE 0.01 -> 20 dB
+    assert psnr(b, a) == pytest.approx(20.0, abs=1e-5)
+    assert psnr(np.full((2, 3), 3.0), np.ones((2, 3))) > 100  # clipped to the valid range first
+
+
+def test_bad_settings_are_refused_before_anything_is_written(tmp_path):
+    import subprocess
+    import sys
+    with pytest.raises(ValueError, match="multiples of 32"):
+        VAETrainConfig(height=48)
+    with pytest.raises(ValueError, match="batch=0"):
+        VAETrainConfig(batch=0)
+    out = tmp_path / "run"
+    result = subprocess.run([sys.executable, "-m", "ltx_jax.cli", "world-vae", "--out", str(out), "--frames", "8"],
+                            capture_output=True, text=True)
+    assert result.returncode == 2 and "1 + 8k" in result.stderr and not out.exists()
