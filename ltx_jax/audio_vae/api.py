@@ -18,6 +18,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from ltx_jax.audio_vae.tokens import latent_to_tokens, tokens_to_latent
+
 __all__ = ["run_jitted", "sample_rate", "output_samples", "decode_mel", "vocode", "decode_audio", "decode_audio_chunked",
            "encode_audio", "encode_mel", "tokens_to_latent", "latent_to_tokens"]
 
@@ -31,19 +33,6 @@ def output_samples(decoder, vocoder, latent_frames: int) -> int:
     """Waveform length for `latent_frames` latents: mel frames (4 T - 3) x samples per mel frame."""
     from ltx_jax.audio_vae.model import mel_frames_for_latents
     return mel_frames_for_latents(latent_frames, decoder.config.causality_axis) * vocoder.hop
-
-
-def tokens_to_latent(tokens: jax.Array, channels: int = 8) -> jax.Array:
-    """Audio tokens `[B, T, C * F]` (what the transformer denoises) -> latent `[B, C, T, F]` (`b t (c f) -> b c t f`)."""
-    b, t, cf = tokens.shape
-    return jnp.asarray(tokens).reshape(b, t, channels, cf // channels).transpose(0, 2, 1, 3)
-
-
-def latent_to_tokens(latent):
-    """Latent `[B, C, T, F]` -> audio tokens `[B, T, C * F]` (`b c t f -> b t (c f)`), the inverse of
-    `tokens_to_latent`; a NumPy latent stays NumPy."""
-    b, c, t, f = latent.shape
-    return latent.transpose(0, 2, 1, 3).reshape(b, t, c * f)
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef", "method"))

@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from ltx_jax.audio_vae.tokens import latent_to_tokens, tokens_to_latent
 from ltx_jax.audio_vae.layers import CausalConv2d, Downsample, ResnetBlock, Upsample, make_norm, pixel_norm
 from ltx_jax.configs import AudioVAEConfig, ConfigError, Runtime
 from ltx_jax.video_vae.ops import PerChannelStatistics
@@ -41,17 +42,6 @@ def mel_frames_for_latents(latent_frames: int, causality_axis: str = "height") -
     """Decoded mel length: 4 T - 3 for a causal axis (at least 1), 4 T otherwise."""
     t = latent_frames * LATENT_DOWNSAMPLE_FACTOR
     return max(t - (LATENT_DOWNSAMPLE_FACTOR - 1), 1) if causality_axis != "none" else t
-
-
-def _patchify(x: jax.Array) -> jax.Array:
-    """`[B, C, T, F]` -> `[B, T, C * F]` (token = c * F + f)."""
-    b, c, t, f = x.shape
-    return x.transpose(0, 2, 1, 3).reshape(b, t, c * f)
-
-
-def _unpatchify(x: jax.Array, c: int, f: int) -> jax.Array:
-    b, t, _ = x.shape
-    return x.reshape(b, t, c, f).transpose(0, 2, 1, 3)
 
 
 def _dtypes(runtime: Runtime):
@@ -131,7 +121,7 @@ class AudioEncoder(nnx.Module):
         if z * f != self.config.ch:
             raise ValueError(f"audio encoder: latent {z} channels x {f} mel bins = {z * f} values per frame, but the "
                              f"per-channel statistics hold ch={self.config.ch}")
-        return _unpatchify(self.per_channel_statistics.normalize(_patchify(means)), z, f)
+        return tokens_to_latent(self.per_channel_statistics.normalize(latent_to_tokens(means)), z)
 
 
 class AudioDecoder(nnx.Module):
@@ -166,7 +156,7 @@ class AudioDecoder(nnx.Module):
         if z * f != self.config.ch:
             raise ValueError(f"audio decoder: latent {z} x {f} = {z * f} values per frame, statistics hold "
                              f"ch={self.config.ch}")
-        return _unpatchify(self.per_channel_statistics.un_normalize(_patchify(latent)), z, f)
+        return tokens_to_latent(self.per_channel_statistics.un_normalize(latent_to_tokens(latent)), z)
 
     def __call__(self, latent: jax.Array) -> jax.Array:
         """`[B, z, T, F']` normalized latent -> `[B, out_ch, mel_frames_for_latents(T), mel_bins]`."""
