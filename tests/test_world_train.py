@@ -19,14 +19,33 @@ def _curve(path) -> list[float]:
     return [json.loads(line)["loss"] for line in (path / "loss.jsonl").read_text().splitlines()]
 
 
+_RUNS = """
+import json, sys
+from ltx_jax.world.train_vae import VAETrainConfig, train_video_vae
+cfg = VAETrainConfig(**json.loads(sys.argv[1]))
+logs = []
+first = train_video_vae(sys.argv[3], cfg, stop_after=4, log=logs.append)
+second = train_video_vae(sys.argv[3], cfg, log=logs.append)
+full = train_video_vae(sys.argv[2], cfg, log=lambda _: None)
+print(json.dumps([first, second, full, logs]))
+"""
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    whole = tmp_path_factory.mktemp("whole")
-    resumed = tmp_path_factory.mktemp("resumed")
-    logs: list[str] = []
-    first = train_video_vae(resumed, CFG, stop_after=4, log=logs.append)
-    second = train_video_vae(resumed, CFG, log=logs.append)
-    full = train_video_vae(whole, CFG, log=lambda _: None)
+    # A fresh process: the in-process suite may have switched on the persistent compilation cache (the generate
+    # tests do), and a cache write of this train step once crashed the whole pytest process there (SIGSEGV in
+    # jax's compilation_cache.put_executable_and_time; not reproduced alone).
+    import dataclasses
+    import os
+    import subprocess
+    import sys
+    whole, resumed = tmp_path_factory.mktemp("whole"), tmp_path_factory.mktemp("resumed")
+    result = subprocess.run([sys.executable, "-c", _RUNS, json.dumps(dataclasses.asdict(CFG)), str(whole),
+                             str(resumed)], capture_output=True, text=True,
+                            env={**os.environ, "JAX_PLATFORMS": "cpu"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    first, second, full, logs = json.loads(result.stdout.strip().splitlines()[-1])
     return whole, resumed, first, second, full, logs
 
 
