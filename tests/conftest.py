@@ -207,22 +207,3 @@ def run_ref_python(code: str, *args: str, stdin: str | None = None) -> str:
         pytest.fail(f"reference script failed:\n{result.stderr[-4000:]}")
     return result.stdout
 
-
-
-_CACHE_DIR_AT_START: list = []
-
-
-@pytest.fixture(autouse=True)
-def _compilation_cache_stays_with_its_test():
-    """`generate` switches JAX's persistent compilation cache on for the whole process (right for the CLI); in
-    this one pytest process it would stay on for every later test, which then serializes all its executables
-    into a dead test's tmp folder. Put the session's setting back after each test (a module fixture that runs
-    `generate` turns it on again on its next run)."""
-    import jax
-    if not _CACHE_DIR_AT_START:
-        _CACHE_DIR_AT_START.append(jax.config.jax_compilation_cache_dir)
-    yield
-    if jax.config.jax_compilation_cache_dir != _CACHE_DIR_AT_START[0]:
-        from jax.experimental.compilation_cache import compilation_cache as cc
-        jax.config.update("jax_compilation_cache_dir", _CACHE_DIR_AT_START[0])
-        cc.reset_cache()
