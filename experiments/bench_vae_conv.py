@@ -11,9 +11,10 @@ the row-split decode is 1.92e-7 from one device on 2x4, 1x8 and 4x2 (1.1e-6 with
 
 Variants (installed by replacing `Conv.__call__` and `vae_pixel_norm` in this process only, with the
 library's own CPU path switched off):
-  xla      `lax.conv_general_dilated` (the library's path).
+  xla      `lax.conv_general_dilated` (the library's path off CPU).
   dot27    im2col: the 27 shifted views concatenated along channels, one dot `[M, 27 Cin] x [27 Cin, Cout]`.
-  doth     the same patches and dot, built one axis at a time (3 concats of 3 slices; same bits as dot27).
+  doth     the same patches and dot, built one axis at a time (3 concats of 3 slices; same bits as dot27):
+           the library's `ltx_jax.nn.conv._conv_as_dot`.
   tapsum   one dot `[M, Cin] x [Cin, 27 Cout]` on the padded input, then the 27 shifted slices summed in order.
   patch1   patches by `lax.conv` with a one-hot kernel on `[N*Cin, ..., 1]` (exact: one non-zero product
            per sum), then one dot.
@@ -81,29 +82,21 @@ def install(variant: str) -> None:
     if variant == "xla":
         return
 
-    def slices_concat(x, kernel, pads, axes_order):
+    def slices_concat(x, kernel, pads):
+        """The shifted views of the padded input, concatenated along channels in tap order (dot27's patches)."""
         x = jnp.pad(x, [(0, 0), *pads, (0, 0)])
         out = [x.shape[1 + i] - kernel[i] + 1 for i in range(len(kernel))]
-        if axes_order == "all":
-            views = []
-            for tap in np.ndindex(*kernel):
-                views.append(jax.lax.slice(x, (0, *tap, 0),
-                                           (x.shape[0], *(t + o for t, o in zip(tap, out)), x.shape[-1])))
-            return jnp.concatenate(views, axis=-1)
-        for axis in reversed(range(len(kernel))):  # last axis first: channels end up (*taps, in)
-            views = []
-            for t in range(kernel[axis]):
-                start, limit = [0] * x.ndim, list(x.shape)
-                start[1 + axis], limit[1 + axis] = t, t + out[axis]
-                views.append(jax.lax.slice(x, start, limit))
-            x = jnp.concatenate(views, axis=-1)
-        return x
+        views = [jax.lax.slice(x, (0, *tap, 0), (x.shape[0], *(t + o for t, o in zip(tap, out)), x.shape[-1]))
+                 for tap in np.ndindex(*kernel)]
+        return jnp.concatenate(views, axis=-1)
 
     def conv(x, weight, pads):
         kernel, cout, cin = weight.shape[2:], weight.shape[0], weight.shape[1]
         dims = (((x.ndim - 1,), (0,)), ((), ()))
-        if variant in ("dot27", "doth"):
-            patches = slices_concat(x, kernel, pads, "all" if variant == "dot27" else "axis")
+        if variant == "doth":  # the library's CPU path
+            return conv_mod._conv_as_dot(x, weight, pads)
+        if variant == "dot27":
+            patches = slices_concat(x, kernel, pads)
             w = jnp.moveaxis(weight, (0, 1), (-1, -2)).reshape(-1, cout)  # [*kernel, in, out]
             return jax.lax.dot_general(patches, w, dims)
         if variant == "tapsum":
@@ -142,19 +135,15 @@ def install(variant: str) -> None:
         y = conv(x, self.weight[...].astype(x.dtype), pads)
         return y if self.bias is None else y + self.bias[...].astype(y.dtype)
 
+    library_pixel_norm = resnet_mod.vae_pixel_norm
+
     def pixel_norm(x):
+        if pairwise:  # the library's size-invariant channel sum (halves added elementwise)
+            with conv_mod.size_invariant(True):
+                return library_pixel_norm(x)
         x32 = x.astype(jnp.float32)
-        if pairwise:  # halves added elementwise (power-of-two channel counts)
-            if x.shape[-1] & (x.shape[-1] - 1):
-                raise ValueError(f"_pair variants need a power-of-two channel count, got {x.shape[-1]}")
-            s = x32 * x32
-            while s.shape[-1] > 1:
-                half = s.shape[-1] // 2
-                s = s[..., :half] + s[..., half:2 * half]
-            mean_sq = s / x.shape[-1]
-        else:
-            ones = jnp.ones((x.shape[-1], 1), jnp.float32)
-            mean_sq = jax.lax.dot_general(x32 * x32, ones, (((x.ndim - 1,), (0,)), ((), ()))) / x.shape[-1]
+        ones = jnp.ones((x.shape[-1], 1), jnp.float32)
+        mean_sq = jax.lax.dot_general(x32 * x32, ones, (((x.ndim - 1,), (0,)), ((), ()))) / x.shape[-1]
         return (x32 / jnp.sqrt(mean_sq + 1e-8)).astype(x.dtype)
 
     conv_mod.Conv.__call__ = call

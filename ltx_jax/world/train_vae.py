@@ -29,6 +29,7 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 from flax import nnx
 
 from ltx_jax.configs import LTX_2_3, Runtime, VideoVAEConfig
@@ -125,7 +126,7 @@ def _train_step(state: TrainState, video: jax.Array, *, graphdef, optim: OptimCo
 
     loss, grads = jax.value_and_grad(loss_fn)(state.params)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
-    params = jax.tree.map(lambda p, u: p + u, state.params, updates)
+    params = optax.apply_updates(state.params, updates)
     return TrainState(step=state.step + 1, params=params, opt_state=opt_state, ema=None, key=state.key), loss
 
 
@@ -153,7 +154,7 @@ def train_video_vae(out: str | Path, cfg: VAETrainConfig, *, stop_after: int | N
             tests of resumption.
 
     Returns:
-        {"step", "loss_first", "loss_last", "held_out_psnr" (at the end only), "seconds"}.
+        {"step", "seconds", "held_out_psnr" (only when the last step is done)}.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -197,12 +198,9 @@ def finish(out: Path, cfg: VAETrainConfig, graphdef, params, log) -> dict:
     zs = np.concatenate([np.asarray(_run(params, jnp.asarray(_clips(spec, i, 8)), graphdef=graphdef)[1])
                          for i in range(0, 128, 8)])
     zs = zs.reshape(-1, zs.shape[-1])
-    stats = model.encoder.per_channel_statistics
-    mean, std = zs.mean(0), zs.std(0) + 1e-6
-    stats.mean_of_means[...] = jnp.asarray(mean)
-    stats.std_of_means[...] = jnp.asarray(std)
-    model.decoder.per_channel_statistics.mean_of_means[...] = jnp.asarray(mean)
-    model.decoder.per_channel_statistics.std_of_means[...] = jnp.asarray(std)
+    mean, std = jnp.asarray(zs.mean(0)), jnp.asarray(zs.std(0) + 1e-6)
+    for stats in (model.encoder.per_channel_statistics, model.decoder.per_channel_statistics):
+        stats.mean_of_means[...], stats.std_of_means[...] = mean, std
     _, params = nnx.split(model)
     held = _clips(cfg.world(cfg.held_out_seed), 0, cfg.held_out_clips)
     rec = np.concatenate([np.asarray(_run(params, jnp.asarray(held[i:i + 8]), graphdef=graphdef)[0])
@@ -210,5 +208,7 @@ def finish(out: Path, cfg: VAETrainConfig, graphdef, params, log) -> dict:
     value = psnr(rec, held)
     log(f"held-out PSNR {value:.2f} dB over {len(held)} clips")
     flat = {".".join(map(str, p)): np.asarray(v.get_value()) for p, v in nnx.to_flat_state(params)}
-    np.savez(out / "video_vae.npz", **flat)
+    tmp = out / ".video_vae.tmp.npz"  # renamed when complete: never a half-written video_vae.npz
+    np.savez(tmp, **flat)
+    tmp.replace(out / "video_vae.npz")
     return {"held_out_psnr": value}
