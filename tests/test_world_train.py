@@ -64,7 +64,8 @@ def test_resumed_run_continues_the_same_curve(runs):
     np.testing.assert_allclose(_curve(resumed), _curve(whole), rtol=0, atol=1e-6)
     assert second["held_out_psnr"] == pytest.approx(full["held_out_psnr"], abs=1e-4)
     # the collapse diagnostic: a fraction of the latent's deviation, the same for the resumed run
-    assert 0.0 < full["latent_spread"] <= 1.0 and second["latent_spread"] == pytest.approx(full["latent_spread"], abs=1e-4)
+    assert 0.0 < full["latent_spread"] <= 1.0, full
+    assert second["latent_spread"] == pytest.approx(full["latent_spread"], abs=1e-4)
 
 
 def test_weights_are_the_official_vae_layout_with_fitted_statistics(runs):
