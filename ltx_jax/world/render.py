@@ -1,4 +1,4 @@
-"""Rendering a `Scene`: frames (uint8 RGB, anti-aliased shapes over a plain or textured background) and its
+"""Rendering a `Scene`: frames (uint8 RGB, anti-aliased shapes over a plain or smoothly textured background) and its
 soundtrack (stereo float32 at a stated sample rate).
 
 No ltx_core counterpart (issue 17's training world). Pure numpy. Clip shapes follow the VAE rules: F = 1 + 8k
@@ -31,12 +31,12 @@ def _background(g: Grammar, name: str, height: int, width: int, phase: tuple[int
     y, x = np.mgrid[0:height, 0:width]
     x, y = x + phase[0], y + phase[1]
     if bg["kind"] == "plain":
-        index = np.zeros((height, width), int)
-    elif bg["kind"] == "stripes":
-        index = (x // (period // 2)) % 2
-    else:  # checks
-        index = ((x // (period // 2)) + (y // (period // 2))) % 2
-    grey = np.asarray(levels, np.float32)[index]
+        return np.full((height, width, 3), float(levels[0]), np.float32)
+    # Smooth (raised-cosine) textures: low-frequency, so a 32x-compressing VAE can carry them.
+    wave = np.cos(2 * np.pi * x / period)
+    if bg["kind"] == "checks":
+        wave = wave * np.cos(2 * np.pi * y / period)
+    grey = (levels[0] + (levels[1] - levels[0]) * (0.5 - 0.5 * wave)).astype(np.float32)
     return np.repeat(grey[..., None], 3, axis=-1)
 
 
