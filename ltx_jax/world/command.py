@@ -85,3 +85,48 @@ def run_vae(args: argparse.Namespace) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0
+
+
+def add_dit_parser(sub) -> None:
+    from ltx_jax.world.train_dit import DiTTrainConfig
+
+    d = DiTTrainConfig()
+    p = sub.add_parser("world-dit", help="train the embedded default's DiT on the synthetic world (resumable)",
+                       description="Stage 2 of the embedded default (issue 17): builds the tiny LTX-2.3 checkpoint "
+                                   "around a finished world-vae run (official single file), the world dataset, "
+                                   "its latent cache and the tiny Gemma, then trains the transformer with flow "
+                                   "matching and caption dropout (`ltx-jax train`, full, float32). Re-running "
+                                   "resumes; the result is OUT/train/model.safetensors.")
+    p.add_argument("--out", required=True)
+    p.add_argument("--vae", required=True, help="a finished `ltx-jax world-vae --out` folder")
+    for name in ("clips", "steps", "batch", "warmup_steps", "seed", "checkpoint_every"):
+        p.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(d, name))
+    p.add_argument("--lr", type=float, default=d.learning_rate)
+    p.add_argument("--caption-dropout", type=float, default=d.caption_dropout_p)
+    p.add_argument("--stop-after", type=int, default=None, help="stop (with a checkpoint) after this many steps")
+    p.set_defaults(func=run_dit)
+
+
+def run_dit(args: argparse.Namespace) -> int:
+    import json
+
+    from ltx_jax.training.config import ConfigError
+    from ltx_jax.training.data import DataError
+    from ltx_jax.world.train_dit import DiTTrainConfig, train_dit
+    from ltx_jax.world.train_vae import load_trained, video_vae_config
+
+    try:
+        vae_cfg, weights = load_trained(args.vae)
+        cfg = DiTTrainConfig(clips=args.clips, steps=args.steps, batch=args.batch, warmup_steps=args.warmup_steps,
+                             seed=args.seed, checkpoint_every=args.checkpoint_every, learning_rate=args.lr,
+                             caption_dropout_p=args.caption_dropout)
+        summary = train_dit(args.out, weights, video_vae_config(vae_cfg), cfg, frames=vae_cfg.frames,
+                            height=vae_cfg.height, width=vae_cfg.width, stop_after=args.stop_after,
+                            log=lambda s: print(s, file=sys.stderr))
+    except (ValueError, OSError, ConfigError, DataError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    losses = summary["losses"]
+    print(json.dumps({"steps": summary["steps"], "last_loss": losses[max(losses)] if losses else None,
+                      **{k: summary[k] for k in ("model", "model_ema") if k in summary}}))
+    return 0

@@ -40,7 +40,7 @@ from ltx_jax.training.step import OptimConfig, TrainState, make_optimizer
 from ltx_jax.video_vae import VideoDecoder, VideoEncoder
 from ltx_jax.world.dataset import WorldSpec, make_clip
 
-__all__ = ["VAETrainConfig", "video_vae_config", "train_video_vae", "psnr"]
+__all__ = ["VAETrainConfig", "video_vae_config", "train_video_vae", "load_trained", "psnr"]
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -147,7 +147,8 @@ def _truncate_curve(path: Path, step: int) -> None:
 
 def train_video_vae(out: str | Path, cfg: VAETrainConfig, *, stop_after: int | None = None,
                     log: Callable[[str], None] = print) -> dict:
-    """Train (or resume) the world's video VAE in `out/` (`checkpoints/`, `loss.jsonl`, `video_vae.npz`).
+    """Train (or resume) the world's video VAE in `out/` (`checkpoints/`, `loss.jsonl`, `video_vae.npz` and
+    `video_vae.json`: the config and the metrics).
 
     Args:
         stop_after: stop once this many steps are done in total (the schedule still spans `cfg.steps`), for
@@ -214,4 +215,16 @@ def finish(out: Path, cfg: VAETrainConfig, graphdef, params, log) -> dict:
     tmp = out / ".video_vae.tmp.npz"  # renamed when complete: never a half-written video_vae.npz
     np.savez(tmp, **flat)
     tmp.replace(out / "video_vae.npz")
-    return {"held_out_psnr": value, "latent_spread": spread}
+    metrics = {"held_out_psnr": value, "latent_spread": spread}
+    (out / "video_vae.json").write_text(json.dumps({"config": dataclasses.asdict(cfg), **metrics}, indent=1) + "\n")
+    return metrics
+
+
+def load_trained(folder: str | Path) -> tuple[VAETrainConfig, Path]:
+    """(the config, the `video_vae.npz` path) of a finished `train_video_vae` run folder."""
+    folder = Path(folder)
+    meta, weights = folder / "video_vae.json", folder / "video_vae.npz"
+    if not (meta.is_file() and weights.is_file()):
+        raise FileNotFoundError(f"{folder}: no finished world VAE (video_vae.json + video_vae.npz); run "
+                                "`ltx-jax world-vae --out` to its last step first")
+    return VAETrainConfig(**json.loads(meta.read_text())["config"]), weights

@@ -1,0 +1,178 @@
+"""Stage 2 of the embedded default (issue 17): the tiny LTX-2.3 DiT trained on the world with flow matching.
+
+No ltx_core counterpart (ltx-core ships no training); the loop is `ltx_jax.training` (`ltx-jax train`, full
+fine-tuning), fed by the same preprocessing a user's dataset goes through. `prepare` builds, under `out/`:
+  gemma/            the world's word-level tokenizer + a tiny random Gemma-3 (frozen, as the real encoder is)
+  base.safetensors  the official single-file layout: the stage-1 video VAE (trained), a randomly initialized
+                    DiT, connectors, audio VAE and vocoder, the config in the metadata
+  world/            `clips` world clips (mp4, captions.jsonl) of the training seed
+  cache/            their latents and caption contexts (`training.preprocess`, Gemma + the checkpoint's connectors)
+  empty.npz         the empty prompt's contexts, for caption dropout
+and `train_dit` runs `training.run.train` on it (mode "full", float32), writing `out/train/model.safetensors`.
+
+What is trained: the transformer only. The connectors keep their random initialization (a frozen random map
+of the frozen Gemma's states, applied once at preprocessing); the audio stream is not trained yet (video-only
+batches), so this stage makes silent-content clips until the audio VAE and vocoder exist.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from ltx_jax.configs import LTXConfig
+from ltx_jax.configs.presets import LTX_2_3_TINY_AV
+from ltx_jax.world.tokenizer import TINY_GEMMA
+
+__all__ = ["DiTTrainConfig", "world_config", "write_base_checkpoint", "prepare", "train_dit"]
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class DiTTrainConfig:
+    clips: int = 1024           # training clips (world seed `seed`)
+    steps: int = 3000
+    batch: int = 16
+    learning_rate: float = 1e-3
+    warmup_steps: int = 100
+    caption_dropout_p: float = 0.1
+    seed: int = 0
+    checkpoint_every: int = 500
+    log_every: int = 10
+
+    def __post_init__(self):
+        for name in ("clips", "steps", "batch", "checkpoint_every", "log_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"world DiT training: {name}={getattr(self, name)} must be >= 1")
+        if not self.learning_rate > 0 or not 0 <= self.warmup_steps <= self.steps:
+            raise ValueError(f"world DiT training: need lr > 0 and 0 <= warmup_steps <= steps (lr="
+                             f"{self.learning_rate}, warmup_steps={self.warmup_steps}, steps={self.steps})")
+        if not 0 <= self.caption_dropout_p < 1:
+            raise ValueError(f"world DiT training: caption_dropout_p={self.caption_dropout_p} must be in [0, 1)")
+
+
+def world_config(vae) -> LTXConfig:
+    """The tiny LTX-2.3 layout of the default: `vae` (a `VideoVAEConfig`, stage 1's), the text side sized for
+    the world's tiny Gemma (its width, its layers + the embeddings)."""
+    c = LTX_2_3_TINY_AV
+    width, states = TINY_GEMMA["hidden_size"], TINY_GEMMA["num_hidden_layers"] + 1
+    return dataclasses.replace(
+        c, vae=vae,
+        transformer=dataclasses.replace(c.transformer, in_channels=vae.latent_channels,
+                                        out_channels=vae.latent_channels, caption_channels=width),
+        connector=dataclasses.replace(c.connector, text_hidden_size=width, text_num_hidden_states=states),
+        model_version="2.3.0-world")
+
+
+def _vae_tensors(vae_npz: str | Path) -> dict[str, np.ndarray]:
+    """Stage 1's `video_vae.npz` (our module paths) as official file keys (`vae.*`; one statistics copy)."""
+    out = {}
+    with np.load(vae_npz) as z:
+        for key in z.files:
+            name = key
+            if ".per_channel_statistics." in key:
+                if not key.startswith("encoder."):
+                    continue  # the decoder holds the same statistics
+                name = "per_channel_statistics." + key.rsplit(".", 1)[1].replace("_of_", "-of-")
+            out["vae." + name] = z[key]
+    return out
+
+
+def write_base_checkpoint(config: LTXConfig, vae_npz: str | Path, path: str | Path, seed: int = 0) -> Path:
+    """The official single file: stage 1's VAE, every other tensor seeded random (`checkpoint.synthetic`)."""
+    from ltx_jax.audio_vae import audio_schema
+    from ltx_jax.checkpoint import schema as S
+    from ltx_jax.checkpoint.synthetic import _tensor
+    from ltx_jax.checkpoint.safetensors_file import save_file
+
+    schema = {k: s for part in S.checkpoint_schema(config).values() for k, s in part.items()}
+    schema.update(audio_schema(config))
+    trained = _vae_tensors(vae_npz)
+    vae_keys = {k for k in schema if k.startswith("vae.")}
+    if set(trained) != vae_keys:
+        missing, extra = sorted(vae_keys - set(trained)), sorted(set(trained) - vae_keys)
+        raise ValueError(f"{vae_npz}: not this config's video VAE (missing {missing[:3]}, extra {extra[:3]})")
+    for key, value in trained.items():
+        if tuple(value.shape) != tuple(schema[key]):
+            raise ValueError(f"{vae_npz}: {key} has shape {value.shape}, the config needs {schema[key]}")
+    writers, shapes = {}, {}
+    for key, shape in sorted(schema.items()):
+        if key in trained:
+            writers[key] = lambda key=key: trained[key].astype(np.float32)
+        else:
+            writers[key] = lambda key=key, shape=shape: _tensor(key, shape, seed, np.float32, config)
+        shapes[key] = (tuple(shape), np.dtype(np.float32))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(writers, path, config.to_metadata(), shapes=shapes)
+    return path
+
+
+def prepare(out: str | Path, vae_npz: str | Path, vae, cfg: DiTTrainConfig, *, frames: int, height: int, width: int,
+            log: Callable[[str], None] = print) -> dict[str, Path]:
+    """Build (or complete) everything training needs under `out` (see the module docstring); idempotent."""
+    from flax import nnx  # noqa: F401  (jax / flax imported only when building)
+
+    from ltx_jax.checkpoint import restore
+    from ltx_jax.configs import Runtime
+    from ltx_jax.text_encoder.prompts import write_prompt_file
+    from ltx_jax.training.encoders import gemma_captions
+    from ltx_jax.training.preprocess import preprocess
+    from ltx_jax.world.dataset import WorldSpec, write_dataset
+    from ltx_jax.world.tokenizer import write_tiny_gemma
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"gemma": out / "gemma", "base": out / "base.safetensors", "world": out / "world",
+             "cache": out / "cache", "empty": out / "empty.npz"}
+    if not paths["gemma"].exists():
+        write_tiny_gemma(paths["gemma"], seed=cfg.seed)
+    if not paths["base"].exists():
+        tmp = out / ".base.tmp.safetensors"
+        write_base_checkpoint(world_config(vae), vae_npz, tmp, seed=cfg.seed)
+        tmp.replace(paths["base"])
+    if not (paths["world"] / "captions.jsonl").exists():
+        write_dataset(paths["world"], WorldSpec(seed=cfg.seed, clips=cfg.clips, frames=frames, height=height,
+                                                width=width))
+        log(f"world: {cfg.clips} clips of {frames}x{height}x{width}")
+    rt = Runtime(param_dtype="float32", compute_dtype="float32")
+    captions = gemma_captions(paths["gemma"], paths["base"], rt)
+    if not (paths["cache"] / "index.jsonl").exists():
+        counts = preprocess(paths["world"], paths["cache"], encoder=restore(paths["base"], "vae_encoder", runtime=rt),
+                            encode_captions=captions, log=lambda _: None)
+        log(f"cache: {counts}")
+    if not paths["empty"].exists():
+        (v, a), = captions([""])
+        write_prompt_file(paths["empty"], (v[None], a[None], np.ones((1, v.shape[0]), np.float32)))
+    return paths
+
+
+def train_config(out: str | Path, cfg: DiTTrainConfig):
+    """The `ltx-jax train` configuration of stage 2 (full training of the transformer in float32)."""
+    from ltx_jax.training.config import TrainConfig
+
+    out = Path(out)
+    return TrainConfig.from_dict({
+        "model": {"checkpoint": str(out / "base.safetensors"), "mode": "full", "base_dtype": "float32",
+                  "compute_dtype": "float32"},
+        "data": {"cache": str(out / "cache"), "batch_size": cfg.batch, "seed": cfg.seed,
+                 "empty_prompt": str(out / "empty.npz"), "with_audio": False},
+        "objective": {"caption_dropout_p": cfg.caption_dropout_p, "first_frame_p": 0.0},
+        "optim": {"learning_rate": cfg.learning_rate, "warmup_steps": cfg.warmup_steps, "steps": cfg.steps,
+                  "min_lr_ratio": 0.01, "weight_decay": 0.0},
+        "output": {"dir": str(out / "train"), "checkpoint_every": cfg.checkpoint_every, "keep": 2,
+                   "async_save": False, "log_every": cfg.log_every, "progress": False, "export_dtype": "float32"},
+    })
+
+
+def train_dit(out: str | Path, vae_npz: str | Path, vae, cfg: DiTTrainConfig, *, frames: int = 9, height: int = 64,
+              width: int = 64, stop_after: int | None = None, log: Callable[[str], None] = print) -> dict:
+    """Prepare (idempotent) and train (or resume) stage 2; returns `training.run.train`'s summary."""
+    from ltx_jax.training.run import train
+
+    prepare(out, vae_npz, vae, cfg, frames=frames, height=height, width=width, log=log)
+    summary = train(train_config(out, cfg), stop_after=stop_after, log=log)
+    summary.pop("state", None)
+    return summary

@@ -1,0 +1,82 @@
+"""Training the embedded default's DiT on the synthetic world (issue 17, stage 2) at a tiny size: the
+reproduce path (a finished world VAE -> the official single-file base -> world dataset -> latent cache ->
+`ltx-jax train`) runs, the loss falls, a run stopped and resumed continues the uninterrupted curve, and the
+written model is the base file with only the transformer changed (the trained VAE is in it, bit for bit)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+_RUNS = """
+import json, sys
+from pathlib import Path
+from ltx_jax.world.train_vae import VAETrainConfig, train_video_vae, load_trained, video_vae_config
+from ltx_jax.world.train_dit import DiTTrainConfig, train_dit
+root = Path(sys.argv[1])
+train_video_vae(root / "vae", VAETrainConfig(latent_channels=16, decoder_base_channels=8, frames=9, height=32,
+                width=32, batch=2, steps=2, warmup_steps=1, save_every=2, held_out_clips=8), log=lambda _: None)
+vae_cfg, weights = load_trained(root / "vae")
+cfg = DiTTrainConfig(clips=8, steps=16, batch=4, learning_rate=3e-3, warmup_steps=2, checkpoint_every=4,
+                     log_every=1, caption_dropout_p=0.25)
+kw = dict(frames=9, height=32, width=32, log=lambda _: None)
+vae = video_vae_config(vae_cfg)
+whole = train_dit(root / "whole", weights, vae, cfg, **kw)
+first = train_dit(root / "resumed", weights, vae, cfg, stop_after=6, **kw)
+second = train_dit(root / "resumed", weights, vae, cfg, **kw)
+print(json.dumps({"whole": whole["steps"], "first": first["steps"], "second": second["steps"],
+                  "model": whole.get("model"), "first_model": first.get("model")}))
+"""
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    import os
+    import subprocess
+    import sys
+    root = tmp_path_factory.mktemp("world_dit")
+    result = subprocess.run([sys.executable, "-c", _RUNS, str(root)], capture_output=True, text=True,
+                            env={**os.environ, "JAX_PLATFORMS": "cpu"})  # fresh process: see test_world_train
+    assert result.returncode == 0, result.stderr[-3000:]
+    return root, json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def _curve(folder) -> list[float]:
+    return [json.loads(line)["loss"] for line in (folder / "train" / "log.jsonl").read_text().splitlines()]
+
+
+def test_loss_falls(runs):
+    root, _ = runs
+    curve = _curve(root / "whole")
+    assert len(curve) == 16
+    assert np.mean(curve[-4:]) < 0.8 * np.mean(curve[:4]), curve
+
+
+def test_resumed_run_continues_the_same_curve(runs):
+    root, out = runs
+    assert (out["first"], out["second"], out["whole"]) == (6, 16, 16)
+    assert out["first_model"] is None and out["model"]  # an interrupted run writes no model
+    # the interrupted run checkpoints its last step (6, between the every-4 saves) and the resume starts there
+    np.testing.assert_allclose(_curve(root / "resumed"), _curve(root / "whole"), rtol=0, atol=1e-6)
+
+
+def test_model_is_the_base_with_a_trained_transformer(runs):
+    from safetensors.numpy import load_file
+
+    root, out = runs
+    base = load_file(str(root / "whole" / "base.safetensors"))
+    model = load_file(out["model"])
+    assert set(model) == set(base)
+    with np.load(root / "vae" / "video_vae.npz") as z:
+        trained_vae = {k: z[k] for k in z.files}
+    vae_keys = [k for k in model if k.startswith("vae.") and "per_channel" not in k]
+    assert len(vae_keys) == len(trained_vae) - 4  # the npz holds both modules' copies of the 2 statistics
+    for key in vae_keys:
+        assert np.array_equal(model[key], trained_vae[key[len("vae."):]]), key
+    assert np.array_equal(model["vae.per_channel_statistics.mean-of-means"],
+                          trained_vae["encoder.per_channel_statistics.mean_of_means"])
+    changed = [k for k in model if not np.array_equal(model[k], base[k])]
+    assert changed and all(k.startswith("model.diffusion_model.") for k in changed)
+    assert len(changed) > 0.9 * sum(k.startswith("model.diffusion_model.") for k in model)
