@@ -1,4 +1,5 @@
-"""The composed pipelines: distilled two-stage, dev two-stage, dev one-stage, HQ (res_2s) two-stage, audio-to-video.
+"""The composed pipelines: distilled two-stage (and one-stage), dev two-stage, dev one-stage, HQ (res_2s) two-stage,
+audio-to-video.
 
 Counterparts: ltx_pipelines `distilled.py` (`DistilledPipeline`), `ti2vid_two_stages.py`
 (`TI2VidTwoStagesPipeline`), `ti2vid_one_stage.py` (`TI2VidOneStagePipeline`), `ti2vid_two_stages_hq.py`
@@ -36,8 +37,8 @@ from ltx_jax.sampling.samplers import Prompt, TextContext
 from ltx_jax.sharding import ShardingRules
 from ltx_jax.types import VideoShapeError
 
-__all__ = ["Request", "RunOptions", "Generation", "validate", "distilled_two_stage", "dev_two_stage", "dev_one_stage",
-           "hq_two_stage", "a2vid_two_stage", "PIPELINES"]
+__all__ = ["Request", "RunOptions", "Generation", "validate", "distilled_two_stage", "distilled_one_stage",
+           "dev_two_stage", "dev_one_stage", "hq_two_stage", "a2vid_two_stage", "PIPELINES"]
 
 
 @dataclass(frozen=True)
@@ -95,7 +96,7 @@ def validate(pipeline: str, request: Request, *, upscale: float = 2.0, steps: in
     if not request.fps > 0:
         raise ValueError(f"fps must be positive; got {request.fps}")
     latent_grid(request.frames, request.height, request.width)
-    if pipeline != "dev-one-stage":
+    if not pipeline.endswith("one-stage"):
         if upscale not in (2.0, 1.5):
             raise ValueError(f"spatial upscale must be 2 (x2 upsampler) or 1.5 (x1.5 upsampler); got {upscale}")
         multiple = 64 if upscale == 2.0 else 96
@@ -206,11 +207,11 @@ def _two_stage(models: Models, prompt: Prompt, request: Request, stage1: Sampler
 def _options(pipeline: str, request: Request, options: RunOptions | None, overrides: dict) -> RunOptions:
     """`options` with keyword overrides, validated with the request for `pipeline` before any model work."""
     options = (options or RunOptions()).replace(**overrides)
-    if pipeline == "distilled" and (options.steps, options.video, options.audio) != (None, None, None):
+    if pipeline.startswith("distilled") and (options.steps, options.video, options.audio) != (None, None, None):
         raise ValueError("the distilled pipeline has fixed steps (8 + 3) and no guidance: steps / video / audio "
                          "options do not apply")
-    if pipeline == "dev-one-stage" and options.upscale != 2.0:
-        raise ValueError("dev-one-stage runs at the full size; the upscale option does not apply")
+    if pipeline.endswith("one-stage") and options.upscale != 2.0:
+        raise ValueError(f"{pipeline} runs at the full size; the upscale option does not apply")
     validate(pipeline, request, upscale=options.upscale, steps=options.steps)
     return options
 
@@ -266,6 +267,19 @@ def dev_one_stage(models: Models, prompt: Prompt, request: Request, options: Run
     return _finish(models, [out], options, keys["decode"])
 
 
+def distilled_one_stage(models: Models, prompt: Prompt, request: Request, options: RunOptions | None = None,
+                        **overrides) -> Generation:
+    """The distilled model's 8 stage-1 sigmas at the full size in one stage (no upsampler, no guidance): not
+    an official pipeline; for models distilled at their final size (the embedded default, issue 17)."""
+    options = _options("distilled-one-stage", request, options, overrides)
+    keys = _keys(request.seed)
+    with phase("stage1"):
+        out = run_stage(models.dit, distilled_sampler(1), prompt,
+                        _stage(models, request, request.height, request.width,
+                               noise=(options.noise or {}).get("stage1"), key=keys["stage1"]), options)
+    return _finish(models, [out], options, keys["decode"])
+
+
 def hq_two_stage(models: Models, prompt: Prompt, request: Request, options: RunOptions | None = None,
                  **overrides) -> Generation:
     """`TI2VidTwoStagesHQPipeline`: res_2s in both stages; stage 1 guided (HQ defaults: 15 steps, no STG) on
@@ -312,5 +326,5 @@ def a2vid_two_stage(models: Models, prompt: Prompt, request: Request, options: R
                       models.dit_stage2, options, frozen_audio=tokens)
 
 
-PIPELINES = {"distilled": distilled_two_stage, "dev": dev_two_stage, "dev-one-stage": dev_one_stage,
-             "hq": hq_two_stage, "a2vid": a2vid_two_stage}
+PIPELINES = {"distilled": distilled_two_stage, "distilled-one-stage": distilled_one_stage, "dev": dev_two_stage,
+             "dev-one-stage": dev_one_stage, "hq": hq_two_stage, "a2vid": a2vid_two_stage}

@@ -25,8 +25,9 @@ ATTRIBUTES = ("colour", "shape", "direction", "pitch")
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class AdherenceRun:
-    pipeline: str = "dev"      # "dev": guided dev Euler at full size (dev-one-stage), "distilled": no guidance
-    steps: int = 30
+    pipeline: str = "dev"      # "dev": guided dev Euler at full size (dev-one-stage); "distilled": the 8
+    #                            official distilled sigmas at full size, CFG = 1 (distilled-one-stage)
+    steps: int = 30            # dev only
     cfg: float = 3.0           # video CFG scale (dev only; CFG = 1 means no unconditional pass)
     frames: int = 9
     height: int = 64
@@ -51,9 +52,10 @@ def generate_world(checkpoint: str | os.PathLike, gemma: str | os.PathLike, capt
     """Generate one clip per caption; returns ([{"frames": uint8 [F, H, W, 3], "audio": [2, N] | None,
     "sample_rate"}], transformer evaluations per clip)."""
     from ltx_jax.configs import Runtime
-    from ltx_jax.pipelines.generation import Request, dev_one_stage
+    from ltx_jax.pipelines.generation import Request, dev_one_stage, distilled_one_stage
     from ltx_jax.pipelines.stages import load_models
     from ltx_jax.sampling.guidance import GuiderParams
+    from ltx_jax.sampling.schedules import DISTILLED_STAGE1_SIGMAS
     from ltx_jax.sampling.samplers import Prompt, TextContext
     from ltx_jax.training.encoders import gemma_captions
     import jax.numpy as jnp
@@ -65,13 +67,17 @@ def generate_world(checkpoint: str | os.PathLike, gemma: str | os.PathLike, capt
     empty = TextContext(video=jnp.asarray(contexts[-1][0][None]), audio=jnp.asarray(contexts[-1][1][None]))
     cfg = run.cfg if run.pipeline == "dev" else 1.0
     video = GuiderParams(cfg_scale=cfg)
-    evals = run.steps * (2 if cfg != 1.0 else 1)
+    steps = run.steps if run.pipeline == "dev" else len(DISTILLED_STAGE1_SIGMAS) - 1
+    evals = steps * (2 if cfg != 1.0 else 1)
     out = []
     for i, (v, a) in enumerate(contexts[:-1]):
         prompt = Prompt(positive=TextContext(video=jnp.asarray(v[None]), audio=jnp.asarray(a[None])),
                         negative=empty if cfg != 1.0 else None)
         request = Request(frames=run.frames, height=run.height, width=run.width, fps=run.fps, seed=run.seed + i)
-        gen = dev_one_stage(models, prompt, request, steps=run.steps, video=video, audio=GuiderParams())
+        if run.pipeline == "dev":
+            gen = dev_one_stage(models, prompt, request, steps=run.steps, video=video, audio=GuiderParams())
+        else:
+            gen = distilled_one_stage(models, prompt, request)
         out.append({"frames": gen.frames_uint8(),
                     "audio": None if gen.audio is None else np.asarray(gen.audio[0]), "sample_rate": gen.sample_rate})
         if log is not None:

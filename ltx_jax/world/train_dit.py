@@ -10,9 +10,11 @@ fine-tuning), fed by the same preprocessing a user's dataset goes through. `prep
   empty.npz         the empty prompt's contexts, for caption dropout
 and `train_dit` runs `training.run.train` on it (mode "full", float32), writing `out/train/model.safetensors`.
 
-What is trained: the transformer only. The connectors keep their random initialization (a frozen random map
-of the frozen Gemma's states, applied once at preprocessing); the audio stream is not trained yet (video-only
-batches), so this stage makes silent-content clips until the audio VAE and vocoder exist.
+What is trained: the transformer only, on both streams (video and audio latents, as the official trainer's
+audio-video strategy). The connectors keep their random initialization (a frozen random map of the frozen
+Gemma's states, applied once at preprocessing). The audio VAE and vocoder are still the seeded random ones
+(not yet trained), so the audio latents are a fixed random encoding of the soundtrack and the generated sound
+is not yet a tone.
 """
 
 from __future__ import annotations
@@ -115,10 +117,11 @@ def prepare(out: str | Path, vae_npz: str | Path, vae, cfg: DiTTrainConfig, *, f
     """Build (or complete) everything training needs under `out` (see the module docstring); idempotent."""
     from flax import nnx  # noqa: F401  (jax / flax imported only when building)
 
+    from ltx_jax.audio_vae import load_audio_encoder
     from ltx_jax.checkpoint import restore
     from ltx_jax.configs import Runtime
     from ltx_jax.text_encoder.prompts import write_prompt_file
-    from ltx_jax.training.encoders import gemma_captions
+    from ltx_jax.training.encoders import clip_audio_encoder, gemma_captions
     from ltx_jax.training.preprocess import preprocess
     from ltx_jax.world.dataset import WorldSpec, write_dataset
     from ltx_jax.world.tokenizer import write_tiny_gemma
@@ -140,8 +143,9 @@ def prepare(out: str | Path, vae_npz: str | Path, vae, cfg: DiTTrainConfig, *, f
     rt = Runtime(param_dtype="float32", compute_dtype="float32")
     captions = gemma_captions(paths["gemma"], paths["base"], rt)
     if not (paths["cache"] / "index.jsonl").exists():
+        audio = clip_audio_encoder(load_audio_encoder(paths["base"], rt))
         counts = preprocess(paths["world"], paths["cache"], encoder=restore(paths["base"], "vae_encoder", runtime=rt),
-                            encode_captions=captions, log=lambda _: None)
+                            encode_captions=captions, encode_audio=audio, log=lambda _: None)
         log(f"cache: {counts}")
     if not paths["empty"].exists():
         (v, a), = captions([""])
@@ -158,7 +162,7 @@ def train_config(out: str | Path, cfg: DiTTrainConfig):
         "model": {"checkpoint": str(out / "base.safetensors"), "mode": "full", "base_dtype": "float32",
                   "compute_dtype": "float32"},
         "data": {"cache": str(out / "cache"), "batch_size": cfg.batch, "seed": cfg.seed,
-                 "empty_prompt": str(out / "empty.npz"), "with_audio": False},
+                 "empty_prompt": str(out / "empty.npz"), "with_audio": True},
         "objective": {"caption_dropout_p": cfg.caption_dropout_p, "first_frame_p": 0.0},
         "optim": {"learning_rate": cfg.learning_rate, "warmup_steps": cfg.warmup_steps, "steps": cfg.steps,
                   "min_lr_ratio": 0.01, "weight_decay": 0.0},
