@@ -1,7 +1,8 @@
 """Training the embedded default's DiT on the synthetic world (issue 17, stage 2) at a tiny size: the
 reproduce path (a finished world VAE -> the official single-file base -> world dataset -> latent cache ->
 `ltx-jax train`) runs, the loss falls, a run stopped and resumed continues the uninterrupted curve, and the
-written model is the base file with only the transformer changed (the trained VAE is in it, bit for bit)."""
+written model is the base file with only the transformer changed (the trained VAE is in it, bit for bit); and
+stage 3, the distillation of that model into an 8-step student, likewise (loss falls, resume = uninterrupted)."""
 
 from __future__ import annotations
 
@@ -26,8 +27,15 @@ vae = video_vae_config(vae_cfg)
 whole = train_dit(root / "whole", weights, vae, cfg, **kw)
 first = train_dit(root / "resumed", weights, vae, cfg, stop_after=6, **kw)
 second = train_dit(root / "resumed", weights, vae, cfg, **kw)
+from ltx_jax.world.distill import DistillConfig, distill
+dcfg = DistillConfig(steps=10, batch=4, learning_rate=1e-3, warmup_steps=1, substeps=2, checkpoint_every=5)
+d_whole = distill(root / "whole", root / "distill_whole", dcfg, log=lambda _: None)
+d_first = distill(root / "whole", root / "distill_resumed", dcfg, stop_after=3, log=lambda _: None)
+d_second = distill(root / "whole", root / "distill_resumed", dcfg, log=lambda _: None)
 print(json.dumps({"whole": whole["steps"], "first": first["steps"], "second": second["steps"],
-                  "model": whole.get("model"), "first_model": first.get("model")}))
+                  "model": whole.get("model"), "first_model": first.get("model"),
+                  "distill": [d_whole["steps"], d_first["steps"], d_second["steps"]],
+                  "student": d_whole.get("student"), "first_student": d_first.get("student")}))
 """
 
 
@@ -80,3 +88,26 @@ def test_model_is_the_base_with_a_trained_transformer(runs):
     changed = [k for k in model if not np.array_equal(model[k], base[k])]
     assert changed and all(k.startswith("model.diffusion_model.") for k in changed)
     assert len(changed) > 0.9 * sum(k.startswith("model.diffusion_model.") for k in model)
+
+
+def test_distillation_loss_falls_and_resumes_on_the_same_curve(runs):
+    root, out = runs
+    assert out["distill"] == [10, 3, 10] and out["first_student"] is None and out["student"]
+
+    def curve(name):
+        return [json.loads(line)["loss"] for line in (root / name / "loss.jsonl").read_text().splitlines()]
+
+    whole = curve("distill_whole")
+    assert len(whole) == 10 and np.isfinite(whole).all()
+    assert np.mean(whole[-3:]) < 0.8 * np.mean(whole[:3]), whole
+    np.testing.assert_allclose(curve("distill_resumed"), whole, rtol=0, atol=1e-6)
+
+
+def test_student_is_the_teacher_file_with_a_new_transformer(runs):
+    from safetensors.numpy import load_file
+
+    _, out = runs
+    teacher, student = load_file(out["model"]), load_file(out["student"])
+    assert set(teacher) == set(student)
+    changed = [k for k in student if not np.array_equal(student[k], teacher[k])]
+    assert changed and all(k.startswith("model.diffusion_model.") for k in changed)

@@ -28,7 +28,9 @@ def write_clip_mp4(path: str | os.PathLike, frames: np.ndarray, fps: int, audio:
     tmp = path.with_name(f".{path.name}.tmp")
     try:
         with av.open(str(tmp), "w", format="mp4") as out:
-            video = out.add_stream("libx264", rate=Fraction(fps), options={"crf": str(crf), "preset": "veryfast"})
+            # one x264 thread: threaded encoding is not bit-reproducible, and a dataset must be
+            video = out.add_stream("libx264", rate=Fraction(fps),
+                                   options={"crf": str(crf), "preset": "veryfast", "threads": "1"})
             video.height, video.width, video.pix_fmt = frames.shape[1], frames.shape[2], "yuv420p"
             sound = None
             if audio is not None:
