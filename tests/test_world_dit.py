@@ -85,9 +85,10 @@ def test_model_is_the_base_with_a_trained_transformer(runs):
         assert np.array_equal(model[key], trained_vae[key[len("vae."):]]), key
     assert np.array_equal(model["vae.per_channel_statistics.mean-of-means"],
                           trained_vae["encoder.per_channel_statistics.mean_of_means"])
-    changed = [k for k in model if not np.array_equal(model[k], base[k])]
-    assert changed and all(k.startswith("model.diffusion_model.") for k in changed)
-    assert len(changed) > 0.9 * sum(k.startswith("model.diffusion_model.") for k in model)
+    # the DiT changes; the text connectors (stored under the same prefix) stay at their initialization
+    dit = {k for k in model if k.startswith("model.diffusion_model.") and "_embeddings_connector." not in k}
+    changed = {k for k in model if not np.array_equal(model[k], base[k])}
+    assert changed <= dit and len(changed) > 0.9 * len(dit), sorted(dit - changed)[:5]
 
 
 def test_distillation_loss_falls_and_resumes_on_the_same_curve(runs):

@@ -12,7 +12,7 @@ import pytest
 from ltx_jax.world.train_vae import VAETrainConfig, psnr, train_video_vae
 
 CFG = VAETrainConfig(latent_channels=16, decoder_base_channels=8, frames=9, height=32, width=32, batch=2, steps=10,
-                     warmup_steps=2, learning_rate=2e-3, save_every=5, held_out_clips=8)
+                     warmup_steps=2, learning_rate=2e-3, save_every=5, held_out_clips=8, object_weight=2.0)
 
 
 def _curve(path) -> list[float]:
@@ -95,6 +95,23 @@ def test_weights_are_the_official_vae_layout_with_fitted_statistics(runs):
     std = saved["encoder.per_channel_statistics.std_of_means"]
     np.testing.assert_array_equal(mean, saved["decoder.per_channel_statistics.mean_of_means"])
     assert np.all(std > 0)
+
+
+def test_object_pixels_weigh_more():
+    import jax.numpy as jnp
+    from ltx_jax.world.train_vae import pixel_weights
+    rgb = np.array([[25, 25, 25], [110, 110, 110], [220, 40, 40], [40, 90, 230], [60, 50, 50]], np.float32)
+    w = np.asarray(pixel_weights(jnp.asarray(rgb / 127.5 - 1.0), 10.0))[:, 0]
+    # grey -> 1; every named colour (saturation >= 0.74 of full scale) -> 1 + 10; a faint tint of 10 levels:
+    # saturation 10 / 255, x4 = 0.157
+    np.testing.assert_allclose(w, [1.0, 1.0, 11.0, 11.0, 1.0 + 10 * 4 * 10 / 255], rtol=1e-5)
+
+
+def test_held_out_agreement_is_reported(runs):
+    *_, full, _ = runs
+    agreement = full["held_out_agreement"]
+    assert set(agreement) == {"colour", "shape", "direction"}
+    assert all(0.0 <= v <= 100.0 for v in agreement.values())
 
 
 def test_psnr_is_the_textbook_formula():

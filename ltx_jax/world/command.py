@@ -67,6 +67,8 @@ def add_vae_parser(sub) -> None:
                  "save_every"):
         p.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(d, name))
     p.add_argument("--lr", type=float, default=d.learning_rate)
+    p.add_argument("--object-weight", type=float, default=d.object_weight,
+                   help="extra loss weight on the object's pixels (0: plain L1 + MSE)")
     p.set_defaults(func=run_vae)
 
 
@@ -79,7 +81,7 @@ def run_vae(args: argparse.Namespace) -> int:
         cfg = VAETrainConfig(steps=args.steps, batch=args.batch, latent_channels=args.latent_channels,
                              decoder_base_channels=args.decoder_base_channels, frames=args.frames,
                              height=args.height, width=args.width, seed=args.seed, save_every=args.save_every,
-                             learning_rate=args.lr)
+                             learning_rate=args.lr, object_weight=args.object_weight)
         print(json.dumps(train_video_vae(args.out, cfg)))
     except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
