@@ -25,10 +25,13 @@ cfg = DiTTrainConfig(clips=8, steps=16, batch=4, learning_rate=3e-3, warmup_step
 kw = dict(frames=9, height=32, width=32, log=lambda _: None)
 vae = video_vae_config(vae_cfg)
 whole = train_dit(root / "whole", weights, vae, cfg, **kw)
+import shutil  # the resumed run reuses the prepared inputs (prepare is idempotent: tested by the equal curves)
+shutil.copytree(root / "whole", root / "resumed",
+                ignore=lambda d, names: ["train"] if d == str(root / "whole") else [])
 first = train_dit(root / "resumed", weights, vae, cfg, stop_after=6, **kw)
 second = train_dit(root / "resumed", weights, vae, cfg, **kw)
 from ltx_jax.world.distill import DistillConfig, distill
-dcfg = DistillConfig(steps=10, batch=4, learning_rate=1e-3, warmup_steps=1, substeps=2, checkpoint_every=5)
+dcfg = DistillConfig(steps=10, batch=4, learning_rate=1e-3, warmup_steps=1, substeps=1, checkpoint_every=5)
 d_whole = distill(root / "whole", root / "distill_whole", dcfg, log=lambda _: None)
 d_first = distill(root / "whole", root / "distill_resumed", dcfg, stop_after=3, log=lambda _: None)
 d_second = distill(root / "whole", root / "distill_resumed", dcfg, log=lambda _: None)
