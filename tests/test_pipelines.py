@@ -15,7 +15,7 @@ from ltx_jax.parity import Fixture, relative_error
 from ltx_jax.parity.loop import BOUND
 from ltx_jax.parity.loop_runs import recorded_guidance
 from ltx_jax.pipelines import (ImageCondition, MediaError, Request, RunOptions, Stage, StageNoise, dev_one_stage,
-                               dev_two_stage, distilled_two_stage, hq_two_stage, load_models, load_noise,
+                               dev_two_stage, distilled_one_stage, distilled_two_stage, hq_two_stage, load_models, load_noise,
                                preprocess_image, run_stage, validate)
 from ltx_jax.sampling.loops import distilled_sampler
 from ltx_jax.sampling.samplers import Prompt, TextContext
@@ -54,6 +54,12 @@ def test_distilled_two_stage_pipeline_replays_the_official_run(reference):
                               decode_noise=decode_noise, record=True)
     assert relative_error(_official(out.stages[0].video), fx["loop.stage1.out.video_latent"]) <= BOUND
     assert relative_error(_official(out.latent), fx["loop.stage2.out.video_latent"]) <= BOUND
+    # the one-stage form at the stage-1 size is the official run's stage 1 (8 distilled sigmas, one pass)
+    one = distilled_one_stage(models, prompt, Request(frames=17, height=128, width=128, fps=24.0),
+                              noise={"stage1": noise["stage1"]}, decode=False)
+    assert relative_error(_official(one.latent), fx["loop.stage1.out.video_latent"]) <= BOUND
+    with pytest.raises(ValueError, match="fixed steps"):
+        distilled_one_stage(models, prompt, Request(frames=17, height=128, width=128), steps=4)
     assert relative_error(_official(out.video), fx["loop.decode.out.video"]) <= BOUND
     ref = (np.clip((fx["loop.decode.out.video"][0] + 1) / 2, 0, 1) * 255).astype(np.uint8)
     assert np.abs(out.frames_uint8().astype(int) - np.moveaxis(ref, 0, -1)).max() <= 1  # rounding at .0 boundaries

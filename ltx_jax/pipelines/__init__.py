@@ -18,7 +18,8 @@
 
 from ltx_jax.pipelines.audio_input import AudioInput, read_audio
 from ltx_jax.pipelines.generation import (PIPELINES, Generation, Request, a2vid_two_stage, dev_one_stage,
-                                          dev_two_stage, distilled_two_stage, hq_two_stage, validate)
+                                          dev_two_stage, distilled_one_stage, distilled_two_stage, hq_two_stage,
+                                          validate)
 from ltx_jax.pipelines.media import (DEFAULT_IMAGE_CRF, ImageCondition, MediaError, crf_round_trip, load_image,
                                      preprocess_image, resize_and_center_crop, write_frames, write_mp4,
                                      write_png)
@@ -27,6 +28,7 @@ from ltx_jax.pipelines.stages import (NOISE_KEYS, Models, StageNoise, StageOutpu
                                       load_noise, load_prompt, run_stage)
 
 __all__ = ["Request", "RunOptions", "Stage", "Generation", "PIPELINES", "validate", "distilled_two_stage",
+           "distilled_one_stage",
            "dev_two_stage", "dev_one_stage", "hq_two_stage", "a2vid_two_stage", "AudioInput", "read_audio",
            "ImageCondition", "MediaError", "DEFAULT_IMAGE_CRF", "crf_round_trip", "load_image",
            "preprocess_image", "resize_and_center_crop", "write_frames", "write_mp4", "write_png", "Models", "StageNoise",
