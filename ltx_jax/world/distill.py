@@ -19,8 +19,6 @@ teacher's file with the transformer replaced.
 from __future__ import annotations
 
 import dataclasses
-import json
-import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -33,7 +31,7 @@ from flax import nnx
 from ltx_jax.sampling.schedules import DISTILLED_STAGE1_SIGMAS
 from ltx_jax.training.objective import Batch
 from ltx_jax.training.step import OptimConfig, TrainState, make_optimizer
-from ltx_jax.world.train_vae import _truncate_curve
+from ltx_jax.world.loop import run_steps
 
 __all__ = ["DistillConfig", "distill"]
 
@@ -127,7 +125,6 @@ def distill(stage2: str | Path, out: str | Path, cfg: DistillConfig, *, stop_aft
     from ltx_jax.checkpoint import restore
     from ltx_jax.configs import Runtime
     from ltx_jax.pipelines.stages import load_prompt
-    from ltx_jax.training.checkpoints import TrainCheckpoints
     from ltx_jax.training.data import CachedDataset
     from ltx_jax.training.export import save_full_checkpoint
 
@@ -149,28 +146,15 @@ def distill(stage2: str | Path, out: str | Path, cfg: DistillConfig, *, stop_aft
     empty_v, empty_a = jnp.asarray(empty.video[0], jnp.float32), jnp.asarray(empty.audio[0], jnp.float32)
     data = CachedDataset(stage2 / "cache", batch_size=cfg.batch, seed=cfg.seed, with_audio=True)
     record = {"what": "world distillation", "config": dataclasses.asdict(cfg), "data": data.fingerprint}
-    ckpts = TrainCheckpoints(out / "checkpoints", keep=2, async_save=False)
-    if ckpts.latest_step() is not None:
-        state = ckpts.restore(state, record)
-        log(f"resumed at step {int(state.step)}")
-    start, t0, losses = int(state.step), time.perf_counter(), {}
-    _truncate_curve(out / "loss.jsonl", start)  # steps after the last checkpoint are run again
-    end = cfg.steps if stop_after is None else min(cfg.steps, start + stop_after)
-    with open(out / "loss.jsonl", "a") as curve:
-        for s in range(start, end):
-            state, m = _step(state, teacher, rest, data.batch(s), empty_v, empty_a, graphdef=graphdef, optim=optim,
-                             cfg=cfg.cfg, substeps=cfg.substeps)
-            m = {k: float(v) for k, v in m.items()}
-            losses[s + 1] = m["loss"]
-            curve.write(json.dumps({"step": s + 1, **m}) + "\n")
-            if (s + 1) % 50 == 0 or s + 1 == end:
-                curve.flush()
-                log(f"distill step {s + 1}/{cfg.steps} loss {m['loss']:.4f} ({time.perf_counter() - t0:.0f} s)")
-            if (s + 1) % cfg.checkpoint_every == 0 or s + 1 == end:
-                ckpts.save(state, record, force=True)
-    ckpts.wait()
-    ckpts.close()
-    result = {"steps": int(state.step), "seconds": round(time.perf_counter() - t0, 1), "losses": losses}
+
+    def step(state: TrainState, s: int):
+        state, metrics = _step(state, teacher, rest, data.batch(s), empty_v, empty_a, graphdef=graphdef,
+                               optim=optim, cfg=cfg.cfg, substeps=cfg.substeps)
+        return state, metrics
+
+    state, losses, seconds = run_steps(out, state, record, step, total=cfg.steps, save_every=cfg.checkpoint_every,
+                                       stop_after=stop_after, label="distill step", log=log)
+    result = {"steps": int(state.step), "seconds": seconds, "losses": losses}
     if int(state.step) == cfg.steps:
         student = nnx.merge(graphdef, state.params, rest)
         result["student"] = str(save_full_checkpoint(student, teacher_file, out / "student.safetensors",

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -36,10 +35,10 @@ from flax import nnx
 from ltx_jax.configs import LTX_2_3, Runtime, VideoVAEConfig
 from ltx_jax.configs.presets import _tiny_blocks
 from ltx_jax.nn.conv import size_invariant
-from ltx_jax.training.checkpoints import TrainCheckpoints
 from ltx_jax.training.step import OptimConfig, TrainState, make_optimizer
 from ltx_jax.video_vae import VideoDecoder, VideoEncoder
 from ltx_jax.world.dataset import WorldSpec, make_clip
+from ltx_jax.world.loop import run_steps
 
 __all__ = ["VAETrainConfig", "video_vae_config", "train_video_vae", "load_trained", "psnr"]
 
@@ -150,23 +149,14 @@ def _run(params, video: jax.Array, *, graphdef) -> tuple[jax.Array, jax.Array]:
     return nnx.merge(graphdef, params)(video)
 
 
-def _truncate_curve(path: Path, step: int) -> None:
-    if not path.exists():
-        return
-    kept = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(line + "\n" for line in kept))
-    tmp.replace(path)
-
-
 def train_video_vae(out: str | Path, cfg: VAETrainConfig, *, stop_after: int | None = None,
                     log: Callable[[str], None] = print) -> dict:
     """Train (or resume) the world's video VAE in `out/` (`checkpoints/`, `loss.jsonl`, `video_vae.npz` and
     `video_vae.json`: the config and the metrics).
 
     Args:
-        stop_after: stop once this many steps are done in total (the schedule still spans `cfg.steps`), for
-            tests of resumption.
+        stop_after: stop after this many steps of this call (the schedule still spans `cfg.steps`), for tests
+            of resumption.
 
     Returns:
         {"step", "seconds", and, only when the last step is done, "held_out_psnr", "latent_spread",
@@ -181,28 +171,17 @@ def train_video_vae(out: str | Path, cfg: VAETrainConfig, *, stop_after: int | N
                        opt_state=jax.jit(make_optimizer(optim).init)(params), ema=None,
                        key=jax.random.key_data(jax.random.key(cfg.seed)))
     record = {"what": "world video VAE", "config": dataclasses.asdict(cfg)}
-    ckpt = TrainCheckpoints(out / "checkpoints", keep=2)
-    if ckpt.latest_step() is not None:
-        state = ckpt.restore(state, record)
-        log(f"resumed at step {int(state.step)}")
     spec = cfg.world(cfg.seed)
-    end = cfg.steps if stop_after is None else min(stop_after, cfg.steps)
-    start, t0 = int(state.step), time.perf_counter()
-    _truncate_curve(out / "loss.jsonl", start)  # steps after the last checkpoint are run again
-    with open(out / "loss.jsonl", "a") as curve:
-        for s in range(start, end):
-            video = jnp.asarray(_clips(spec, s * cfg.batch, cfg.batch))
-            state, loss = _train_step(state, video, graphdef=graphdef, optim=optim, latent_l2=cfg.latent_l2,
-                                      object_weight=cfg.object_weight)
-            curve.write(json.dumps({"step": s + 1, "loss": float(loss)}) + "\n")
-            if (s + 1) % 50 == 0 or s + 1 == end:
-                curve.flush()
-                log(f"step {s + 1}/{cfg.steps} loss {float(loss):.4f} ({time.perf_counter() - t0:.0f} s)")
-            if (s + 1) % cfg.save_every == 0 or s + 1 == end:
-                ckpt.save(state, record, force=True)
-    ckpt.wait()
-    ckpt.close()
-    result = {"step": int(state.step), "seconds": round(time.perf_counter() - t0, 1)}
+
+    def step(state: TrainState, s: int):
+        video = jnp.asarray(_clips(spec, s * cfg.batch, cfg.batch))
+        state, loss = _train_step(state, video, graphdef=graphdef, optim=optim, latent_l2=cfg.latent_l2,
+                                  object_weight=cfg.object_weight)
+        return state, {"loss": loss}
+
+    state, _, seconds = run_steps(out, state, record, step, total=cfg.steps, save_every=cfg.save_every,
+                                  stop_after=stop_after, log=log)
+    result = {"step": int(state.step), "seconds": seconds}
     if int(state.step) == cfg.steps:
         result.update(finish(out, cfg, graphdef, state.params, log))
     return result
