@@ -162,10 +162,11 @@ def main(argv: list[str] | None = None) -> int:
     from ltx_jax.pipelines.command import add_parser as add_generate_parser
     from ltx_jax.text_encoder.command import add_parser as add_encode_parser
     add_encode_parser(sub)
-    from ltx_jax.world.command import add_dit_parser, add_parser as add_world_parser, add_vae_parser
+    from ltx_jax.world.command import add_dit_parser, add_distill_parser, add_parser as add_world_parser, add_vae_parser
     add_world_parser(sub)
     add_vae_parser(sub)
     add_dit_parser(sub)
+    add_distill_parser(sub)
     add_generate_parser(sub)
     from ltx_jax.training.command import add_parser as add_train_parser
     add_train_parser(sub)

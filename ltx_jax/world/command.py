@@ -132,3 +132,41 @@ def run_dit(args: argparse.Namespace) -> int:
     print(json.dumps({"steps": summary["steps"], "last_loss": losses[max(losses)] if losses else None,
                       **{k: summary[k] for k in ("model", "model_ema") if k in summary}}))
     return 0
+
+
+def add_distill_parser(sub) -> None:
+    from ltx_jax.world.distill import DistillConfig
+
+    d = DistillConfig()
+    p = sub.add_parser("world-distill", help="distill the world's dev model into an 8-step CFG-free student",
+                       description="Stage 3 of the embedded default (issue 17): guided trajectory distillation of "
+                                   "a finished world-dit run onto the official 8 distilled sigmas (see "
+                                   "ltx_jax/world/distill.py). Re-running resumes; the result is "
+                                   "OUT/student.safetensors.")
+    p.add_argument("--dit", required=True, help="a finished `ltx-jax world-dit --out` folder (the teacher)")
+    p.add_argument("--out", required=True)
+    for name in ("steps", "batch", "warmup_steps", "substeps", "seed", "checkpoint_every"):
+        p.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(d, name))
+    p.add_argument("--lr", type=float, default=d.learning_rate)
+    p.add_argument("--cfg", type=float, default=d.cfg, help="the teacher's video CFG scale")
+    p.add_argument("--stop-after", type=int, default=None, help="stop (with a checkpoint) after this many steps")
+    p.set_defaults(func=run_distill)
+
+
+def run_distill(args: argparse.Namespace) -> int:
+    import json
+
+    from ltx_jax.training.data import DataError
+    from ltx_jax.world.distill import DistillConfig, distill
+
+    try:
+        cfg = DistillConfig(steps=args.steps, batch=args.batch, warmup_steps=args.warmup_steps, substeps=args.substeps,
+                            seed=args.seed, checkpoint_every=args.checkpoint_every, learning_rate=args.lr,
+                            cfg=args.cfg)
+        result = distill(args.dit, args.out, cfg, stop_after=args.stop_after, log=lambda s: print(s, file=sys.stderr))
+    except (ValueError, OSError, DataError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    losses = result.pop("losses")
+    print(json.dumps({**result, "last_loss": losses[max(losses)] if losses else None}))
+    return 0

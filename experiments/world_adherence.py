@@ -1,0 +1,59 @@
+"""Prompt adherence of the world's dev model and its distilled student (issue 17): the README's table.
+
+Run (CPU):
+    .venv/bin/python experiments/world_adherence.py --dit runs/dit [--student runs/student/student.safetensors]
+        [--prompts 64] [--steps 30] [--cfg 3.0] [--out experiments/results/world_adherence.json]
+
+Prompts: the captions of the first `--prompts` clips of world seed 1000 (training uses seed 0). Each prompt is
+generated once per model (seed = prompt index) at the training size (9 x 64 x 64): the dev model with guided
+dev Euler at `--steps` (video CFG `--cfg` against the empty prompt), the student with the 8 official distilled
+sigmas at CFG = 1. Each clip is judged by `ltx_jax.world.analyze_clip`: an attribute counts when the analyzer's
+word is the prompt's. Reported per model: the % agreement per attribute (pitch only when the audio path is
+trained: `--with-audio`), the transformer evaluations per clip, and the seconds. Prints one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from ltx_jax.world.adherence import AdherenceRun, generate_world, held_out_scenes, score
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--dit", required=True, help="a finished `ltx-jax world-dit --out` folder")
+    p.add_argument("--student", help="the distilled student's file (world-distill's student.safetensors)")
+    p.add_argument("--prompts", type=int, default=64)
+    p.add_argument("--steps", type=int, default=30)
+    p.add_argument("--cfg", type=float, default=3.0)
+    p.add_argument("--with-audio", action="store_true")
+    p.add_argument("--out")
+    args = p.parse_args()
+    dit = Path(args.dit)
+    scenes = held_out_scenes(args.prompts)
+    captions = [s.caption for s in scenes]
+    models = [("dev", dit / "train" / "model.safetensors", AdherenceRun(steps=args.steps, cfg=args.cfg))]
+    if args.student:
+        models.append(("student", Path(args.student), AdherenceRun(pipeline="distilled")))
+    report = {"prompts": args.prompts, "world_seed": 1000}
+    for name, path, run in models:
+        t0 = time.perf_counter()
+        clips, evals = generate_world(path, dit / "gemma", captions, run)
+        result = score(scenes, clips, with_audio=args.with_audio)
+        report[name] = {"file": str(path), "pipeline": run.pipeline, "steps": run.steps if name == "dev" else 8,
+                        "cfg": run.cfg if name == "dev" else 1.0, "transformer_evaluations": evals,
+                        "scores": result["scores"], "seconds": round(time.perf_counter() - t0, 1)}
+    if "student" in report:
+        report["evaluation_ratio"] = report["dev"]["transformer_evaluations"] / report["student"][
+            "transformer_evaluations"]
+    text = json.dumps(report, indent=1)
+    if args.out:
+        Path(args.out).write_text(text + "\n")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
