@@ -218,3 +218,22 @@ def test_analyzer_holds_under_pixel_and_audio_noise():
     rates = {k: v / spec.clips for k, v in agree.items()}
     print("analyzer agreement under noise:", rates)
     assert min(rates.values()) >= 0.95, rates
+
+
+def test_adherence_score_counts_matching_words():
+    """`adherence.score` on the generator's own clips is 100% on every attribute; pairing each prompt with the
+    next prompt's clip scores exactly the share of neighbours that happen to share the word."""
+    from ltx_jax.world.adherence import held_out_scenes, score
+
+    scenes = held_out_scenes(12)
+    spec = WorldSpec(seed=1000, clips=12, frames=9, height=64, width=64)
+    clips = [{"frames": f, "audio": a, "sample_rate": SAMPLE_RATE} for _, f, a in (make_clip(spec, i)
+                                                                                 for i in range(12))]
+    assert [s.caption for s in scenes] == [make_clip(spec, i)[0].caption for i in range(12)]
+    assert score(scenes, clips, with_audio=True)["scores"] == {a: 100.0 for a in ("colour", "shape", "direction",
+                                                                                  "pitch")}
+    shifted = score(scenes, clips[1:] + clips[:1], with_audio=False)["scores"]
+    assert set(shifted) == {"colour", "shape", "direction"}
+    for attr, value in shifted.items():
+        same = np.mean([getattr(scenes[i], attr) == getattr(scenes[(i + 1) % 12], attr) for i in range(12)])
+        assert value == pytest.approx(100.0 * same)
