@@ -115,3 +115,24 @@ def test_student_is_the_teacher_file_with_a_new_transformer(runs):
     assert set(teacher) == set(student)
     changed = [k for k in student if not np.array_equal(student[k], teacher[k])]
     assert changed and all(k.startswith("model.diffusion_model.") for k in changed)
+
+
+def test_caption_contexts_hold_one_repeated_vector_past_the_caption(runs):
+    """The base starts its connectors' registers at zero (`write_base_checkpoint`), so every cached context is
+    the caption's tokens followed by one vector repeated to 1024 positions; with random registers the spread
+    across those positions is of the order of the vectors' norm."""
+    from safetensors.numpy import load_file
+
+    root, _ = runs
+    base = load_file(str(root / "whole" / "base.safetensors"))
+    registers = [k for k in base if k.endswith(".learnable_registers")]
+    assert len(registers) == 2 and all(not base[k].any() for k in registers)
+    index = [json.loads(line) for line in (root / "whole" / "cache" / "index.jsonl").read_text().splitlines()]
+    with np.load(root / "whole" / "cache" / index[0]["file"]) as z:
+        for name in ("video_context", "audio_context"):
+            ctx = z[name]
+            assert ctx.shape[0] == 1024
+            tail = ctx[64:]  # a world caption is far shorter than 64 tokens
+            spread = np.abs(tail - tail.mean(0)).max() / np.linalg.norm(tail, axis=-1).mean()
+            assert spread < 1e-3, (name, spread)
+            assert np.abs(ctx[:8] - tail[0]).max() > 0.1  # the caption's positions differ from it

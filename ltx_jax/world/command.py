@@ -101,7 +101,7 @@ def add_dit_parser(sub) -> None:
                                    "resumes; the result is OUT/train/model.safetensors.")
     p.add_argument("--out", required=True)
     p.add_argument("--vae", required=True, help="a finished `ltx-jax world-vae --out` folder")
-    for name in ("clips", "steps", "batch", "warmup_steps", "seed", "checkpoint_every"):
+    for name in ("clips", "layers", "heads", "steps", "batch", "warmup_steps", "seed", "checkpoint_every"):
         p.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(d, name))
     p.add_argument("--lr", type=float, default=d.learning_rate)
     p.add_argument("--caption-dropout", type=float, default=d.caption_dropout_p)
@@ -119,7 +119,8 @@ def run_dit(args: argparse.Namespace) -> int:
 
     try:
         vae_cfg, weights = load_trained(args.vae)
-        cfg = DiTTrainConfig(clips=args.clips, steps=args.steps, batch=args.batch, warmup_steps=args.warmup_steps,
+        cfg = DiTTrainConfig(clips=args.clips, layers=args.layers, heads=args.heads, steps=args.steps,
+                             batch=args.batch, warmup_steps=args.warmup_steps,
                              seed=args.seed, checkpoint_every=args.checkpoint_every, learning_rate=args.lr,
                              caption_dropout_p=args.caption_dropout)
         summary = train_dit(args.out, weights, video_vae_config(vae_cfg), cfg, frames=vae_cfg.frames,
