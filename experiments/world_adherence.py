@@ -9,7 +9,8 @@ generated once per model (seed = prompt index) at the training size (9 x 64 x 64
 dev Euler at `--steps` (video CFG `--cfg` against the empty prompt), the student with the 8 official distilled
 sigmas at CFG = 1. Each clip is judged by `ltx_jax.world.analyze_clip`: an attribute counts when the analyzer's
 word is the prompt's. Reported per model: the % agreement per attribute (pitch only when the audio path is
-trained: `--with-audio`), the transformer evaluations per clip, and the seconds. Prints one JSON object.
+trained: `--with-audio`), the transformer evaluations per clip, the seconds, and each clip's verdicts (next to
+the prompts under "captions", for confusion tables). Prints one JSON object.
 """
 
 from __future__ import annotations
@@ -38,14 +39,16 @@ def main() -> None:
     models = [("dev", dit / "train" / "model.safetensors", AdherenceRun(steps=args.steps, cfg=args.cfg))]
     if args.student:
         models.append(("student", Path(args.student), AdherenceRun(pipeline="distilled")))
-    report = {"prompts": args.prompts, "world_seed": 1000}
+    report = {"prompts": args.prompts, "world_seed": 1000, "captions": captions}
     for name, path, run in models:
         t0 = time.perf_counter()
         clips, evals = generate_world(path, dit / "gemma", captions, run)
         result = score(scenes, clips, with_audio=args.with_audio)
         report[name] = {"file": str(path), "pipeline": run.pipeline, "steps": run.steps if name == "dev" else 8,
                         "cfg": run.cfg if name == "dev" else 1.0, "transformer_evaluations": evals,
-                        "scores": result["scores"], "seconds": round(time.perf_counter() - t0, 1)}
+                        "scores": result["scores"], "seconds": round(time.perf_counter() - t0, 1),
+                        "verdicts": [{k: (v if isinstance(v, (str, int, float)) or v is None else str(v))
+                                      for k, v in verdict.items()} for verdict in result["verdicts"]]}
     if "student" in report:
         report["evaluation_ratio"] = report["dev"]["transformer_evaluations"] / report["student"][
             "transformer_evaluations"]

@@ -20,7 +20,7 @@ root = Path(sys.argv[1])
 train_video_vae(root / "vae", VAETrainConfig(latent_channels=16, decoder_base_channels=8, frames=9, height=32,
                 width=32, batch=2, steps=2, warmup_steps=1, save_every=2, held_out_clips=8), log=lambda _: None)
 vae_cfg, weights = load_trained(root / "vae")
-cfg = DiTTrainConfig(clips=8, steps=16, batch=4, learning_rate=3e-3, warmup_steps=2, checkpoint_every=4,
+cfg = DiTTrainConfig(clips=8, layers=2, steps=16, batch=4, learning_rate=3e-3, warmup_steps=2, checkpoint_every=4,
                      log_every=1, caption_dropout_p=0.25)
 kw = dict(frames=9, height=32, width=32, log=lambda _: None)
 vae = video_vae_config(vae_cfg)

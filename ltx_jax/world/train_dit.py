@@ -34,16 +34,16 @@ __all__ = ["DiTTrainConfig", "world_config", "write_base_checkpoint", "prepare",
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class DiTTrainConfig:
-    clips: int = 1024           # training clips (world seed `seed`)
-    layers: int = 2             # DiT blocks
+    clips: int = 768            # training clips (world seed `seed`)
+    layers: int = 4             # DiT blocks
     heads: int = 4              # video attention heads of 16 channels (the video stream is 16 * heads wide)
-    steps: int = 3000
+    steps: int = 8000
     batch: int = 16
     learning_rate: float = 1e-3
     warmup_steps: int = 100
     caption_dropout_p: float = 0.1
     seed: int = 0
-    checkpoint_every: int = 500
+    checkpoint_every: int = 1000
     log_every: int = 10
 
     def __post_init__(self):

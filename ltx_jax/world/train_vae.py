@@ -51,7 +51,7 @@ class VAETrainConfig:
     height: int = 64
     width: int = 64
     batch: int = 8
-    steps: int = 2000
+    steps: int = 1600
     learning_rate: float = 3e-4  # 1e-3 collapsed the encoder (latent spread 0.01, see finish())
     warmup_steps: int = 50
     latent_l2: float = 1e-4
@@ -60,7 +60,7 @@ class VAETrainConfig:
     seed: int = 0                 # world seed of the training clips
     held_out_seed: int = 1000     # world seed of the evaluation clips (never trained on)
     held_out_clips: int = 32
-    save_every: int = 250
+    save_every: int = 200
 
     def __post_init__(self):
         for name in ("latent_channels", "decoder_base_channels", "batch", "steps", "save_every", "held_out_clips"):
