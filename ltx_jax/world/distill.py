@@ -38,7 +38,7 @@ __all__ = ["DistillConfig", "distill"]
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class DistillConfig:
-    steps: int = 600
+    steps: int = 1200
     batch: int = 16
     learning_rate: float = 2e-4
     warmup_steps: int = 20
