@@ -12,9 +12,9 @@ and `train_dit` runs `training.run.train` on it (mode "full", float32), writing 
 
 What is trained: the transformer only, on both streams (video and audio latents, as the official trainer's
 audio-video strategy). The connectors keep their initialization (random, with zero registers: see
-`write_base_checkpoint`), a frozen map of the frozen Gemma's states applied once at preprocessing. The audio VAE and vocoder are still the seeded random ones
-(not yet trained), so the audio latents are a fixed random encoding of the soundtrack and the generated sound
-is not yet a tone.
+`write_base_checkpoint`), a frozen map of the frozen Gemma's states applied once at preprocessing. The audio
+VAE and vocoder are still the seeded random ones (not yet trained), so the audio latents are a fixed random
+encoding of the soundtrack and the generated sound is not yet a tone.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ class DiTTrainConfig:
             raise ValueError(f"world DiT training: caption_dropout_p={self.caption_dropout_p} must be in [0, 1)")
 
 
-def world_config(vae, *, layers: int = 2, heads: int = 4) -> LTXConfig:
+def world_config(vae, *, layers: int, heads: int) -> LTXConfig:
     """The tiny LTX-2.3 layout of the default: `vae` (a `VideoVAEConfig`, stage 1's), a DiT of `layers` blocks
     whose video stream has `heads` heads of 16 channels (the video connector as wide, as the 2.3 layout needs),
     the text side sized for the world's tiny Gemma (its width, its layers + the embeddings)."""
