@@ -3,6 +3,7 @@
 Run (CPU):
     .venv/bin/python experiments/world_adherence.py --dit runs/dit [--student runs/student/student.safetensors]
         [--prompts 64] [--steps 30] [--cfg 3.0] [--out experiments/results/world_adherence.json]
+    .venv/bin/python experiments/world_adherence.py --default ltx_jax/data/world_default --steps 32  # shipped files
 
 Prompts: the captions of the first `--prompts` clips of world seed 1000 (training uses seed 0). Each prompt is
 generated once per model (seed = prompt index) at the training size (9 x 64 x 64): the dev model with guided
@@ -25,26 +26,37 @@ from ltx_jax.world.adherence import AdherenceRun, generate_world, held_out_scene
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--dit", required=True, help="a finished `ltx-jax world-dit --out` folder")
+    p.add_argument("--dit", help="a finished `ltx-jax world-dit --out` folder")
     p.add_argument("--student", help="the distilled student's file (world-distill's student.safetensors)")
+    p.add_argument("--default", help="instead of --dit / --student: a packaged default folder (model.safetensors, "
+                                     "distilled-lora.safetensors, gemma/), e.g. ltx_jax/data/world_default")
     p.add_argument("--prompts", type=int, default=64)
     p.add_argument("--steps", type=int, default=30)
     p.add_argument("--cfg", type=float, default=3.0)
     p.add_argument("--with-audio", action="store_true")
     p.add_argument("--out")
     args = p.parse_args()
-    dit = Path(args.dit)
+    if (args.dit is None) == (args.default is None):
+        p.error("give --dit (and --student) or --default")
     scenes = held_out_scenes(args.prompts)
     captions = [s.caption for s in scenes]
-    models = [("dev", dit / "train" / "model.safetensors", AdherenceRun(steps=args.steps, cfg=args.cfg))]
-    if args.student:
-        models.append(("student", Path(args.student), AdherenceRun(pipeline="distilled")))
+    dev_run, student_run = AdherenceRun(steps=args.steps, cfg=args.cfg), AdherenceRun(pipeline="distilled")
+    if args.default:
+        d = Path(args.default)
+        gemma, models = d / "gemma", [("dev", d / "model.safetensors", dev_run, ()),
+                                      ("student", d / "model.safetensors", student_run,
+                                       ((d / "distilled-lora.safetensors", 1.0),))]
+    else:
+        gemma, models = Path(args.dit) / "gemma", [("dev", Path(args.dit) / "train" / "model.safetensors", dev_run, ())]
+        if args.student:
+            models.append(("student", Path(args.student), student_run, ()))
     report = {"prompts": args.prompts, "world_seed": 1000, "captions": captions}
-    for name, path, run in models:
+    for name, path, run, loras in models:
         t0 = time.perf_counter()
-        clips, evals = generate_world(path, dit / "gemma", captions, run)
+        clips, evals = generate_world(path, gemma, captions, run, loras=loras)
         result = score(scenes, clips, with_audio=args.with_audio)
-        report[name] = {"file": str(path), "pipeline": run.pipeline, "steps": run.steps if name == "dev" else 8,
+        report[name] = {"file": str(path), "loras": [str(x) for x, _ in loras], "pipeline": run.pipeline,
+                        "steps": run.steps if name == "dev" else 8,
                         "cfg": run.cfg if name == "dev" else 1.0, "transformer_evaluations": evals,
                         "scores": result["scores"], "seconds": round(time.perf_counter() - t0, 1),
                         "verdicts": [{k: (v if isinstance(v, (str, int, float)) or v is None else str(v))

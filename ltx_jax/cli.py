@@ -29,7 +29,25 @@ def _inspect(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    """The main job on an embedded default: a tiny distilled two-stage generation, end to end.
+    """The main job: the embedded default (trained on the synthetic world) makes a clip of the prompt, and the
+    world's analyzer says whether it shows what was asked (`ltx_jax.world.demo`). `--random`: the machinery
+    check on random weights instead (`_random_demo`)."""
+    if args.random:
+        return _random_demo(args)
+    from ltx_jax.world.demo import run_demo
+
+    try:
+        result = run_demo(args.prompt, pipeline=args.pipeline, out=args.out, seed=args.seed, quiet=args.json)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(result, default=str))
+    return 0
+
+
+def _random_demo(args: argparse.Namespace) -> int:
+    """A tiny distilled two-stage generation on random weights, end to end.
 
     Builds the bundled tiny LTX-2.3-layout checkpoint and x2 upsampler (seeded random weights, the official
     file layout, written by our own writer) and a random stand-in for Gemma's hidden states, inspects the
@@ -120,10 +138,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("files", nargs="+", metavar="FILE")
     p.add_argument("--json", action="store_true", help="one JSON object per file")
     p.set_defaults(func=_inspect)
-    p = sub.add_parser("demo", help="tiny end-to-end run: build the bundled tiny checkpoint, inspect it, generate")
+    from ltx_jax.world.demo import DEFAULT_PROMPT
+    p = sub.add_parser("demo", help="the embedded default (a tiny LTX-2.3 trained on the synthetic world): prompt -> "
+                                    "mp4 with sound + contact sheet, judged by the world's analyzer")
+    p.add_argument("prompt", nargs="?", default=DEFAULT_PROMPT, help=f"default: {DEFAULT_PROMPT!r}")
+    p.add_argument("--pipeline", default="distilled", choices=["distilled", "dev"],
+                   help="distilled: the 8-step CFG-free student (default); dev: the teacher, 32 steps at CFG 3")
     p.add_argument("--out", default="outputs/demo")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true")
+    p.add_argument("--random", action="store_true",
+                   help="instead: build a random-weight tiny checkpoint + upsampler, inspect them, run the distilled "
+                        "two-stage pipeline (the machinery check; the frames are noise)")
     p.set_defaults(func=_demo)
     p = sub.add_parser("convert", help="official file or diffusers folder -> ltx-jax checkpoint")
     p.add_argument("src", help="official .safetensors file (checkpoint, transformer-only, FP8, upsampler, LoRA, TAE) "
@@ -162,11 +188,13 @@ def main(argv: list[str] | None = None) -> int:
     from ltx_jax.pipelines.command import add_parser as add_generate_parser
     from ltx_jax.text_encoder.command import add_parser as add_encode_parser
     add_encode_parser(sub)
-    from ltx_jax.world.command import add_dit_parser, add_distill_parser, add_parser as add_world_parser, add_vae_parser
+    from ltx_jax.world.command import (add_default_parser, add_dit_parser, add_distill_parser,
+                                       add_parser as add_world_parser, add_vae_parser)
     add_world_parser(sub)
     add_vae_parser(sub)
     add_dit_parser(sub)
     add_distill_parser(sub)
+    add_default_parser(sub)
     add_generate_parser(sub)
     from ltx_jax.training.command import add_parser as add_train_parser
     add_train_parser(sub)

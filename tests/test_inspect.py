@@ -182,7 +182,7 @@ def test_header_only_on_a_46_gb_file(tmp_path):
 
 def test_demo_builds_inspects_and_generates(capsys, tmp_path):
     """The README's main job: bundled tiny checkpoint -> inspect -> distilled two-stage generation -> frames."""
-    assert main(["demo", "--out", str(tmp_path), "--json"]) == 0
+    assert main(["demo", "--random", "--out", str(tmp_path), "--json"]) == 0
     out = capsys.readouterr().out
     reports, end = json.JSONDecoder().raw_decode(out)
     summary = json.loads(out[end:].strip())

@@ -1,8 +1,9 @@
-"""Training the embedded default's DiT on the synthetic world (issue 17, stage 2) at a tiny size: the
-reproduce path (a finished world VAE -> the official single-file base -> world dataset -> latent cache ->
-`ltx-jax train`) runs, the loss falls, a run stopped and resumed continues the uninterrupted curve, and the
-written model is the base file with only the transformer changed (the trained VAE is in it, bit for bit); and
-stage 3, the distillation of that model into an 8-step student, likewise (loss falls, resume = uninterrupted)."""
+"""The reproduce command of the embedded default (issue 17, `ltx-jax world-default --tiny`) at a tiny size: the
+video VAE, then the DiT (the official single-file base -> world dataset -> latent cache -> `ltx-jax train`):
+the loss falls, a run stopped and resumed continues the uninterrupted curve, the written model is the base file
+with only the transformer changed (the trained VAE is in it, bit for bit); the 8-step distillation likewise,
+moving only linear weights; and the packaged default: the teacher in bf16, the student as an official LoRA that
+reproduces it, the manifest's sizes, hashes, recipe, curves and adherence counts."""
 
 from __future__ import annotations
 
@@ -12,33 +13,30 @@ import numpy as np
 import pytest
 
 _RUNS = """
-import json, sys
+import json, shutil, sys
 from pathlib import Path
-from ltx_jax.world.train_vae import VAETrainConfig, train_video_vae, load_trained, video_vae_config
-from ltx_jax.world.train_dit import DiTTrainConfig, train_dit
+from ltx_jax.world.recipe import Recipe, reproduce
 root = Path(sys.argv[1])
-train_video_vae(root / "vae", VAETrainConfig(latent_channels=16, decoder_base_channels=8, frames=9, height=32,
-                width=32, batch=2, steps=2, warmup_steps=1, save_every=2, held_out_clips=8), log=lambda _: None)
-vae_cfg, weights = load_trained(root / "vae")
-cfg = DiTTrainConfig(clips=8, layers=2, steps=16, batch=4, learning_rate=3e-3, warmup_steps=2, checkpoint_every=4,
-                     log_every=1, caption_dropout_p=0.25)
-kw = dict(frames=9, height=32, width=32, log=lambda _: None)
-vae = video_vae_config(vae_cfg)
-whole = train_dit(root / "whole", weights, vae, cfg, **kw)
-import shutil  # the resumed run reuses the prepared inputs (prepare is idempotent: tested by the equal curves)
-shutil.copytree(root / "whole", root / "resumed",
-                ignore=lambda d, names: ["train"] if d == str(root / "whole") else [])
-first = train_dit(root / "resumed", weights, vae, cfg, stop_after=6, **kw)
-second = train_dit(root / "resumed", weights, vae, cfg, **kw)
-from ltx_jax.world.distill import DistillConfig, distill
-dcfg = DistillConfig(steps=10, batch=4, learning_rate=1e-3, warmup_steps=1, substeps=1, checkpoint_every=5)
-d_whole = distill(root / "whole", root / "distill_whole", dcfg, log=lambda _: None)
-d_first = distill(root / "whole", root / "distill_resumed", dcfg, stop_after=3, log=lambda _: None)
-d_second = distill(root / "whole", root / "distill_resumed", dcfg, log=lambda _: None)
-print(json.dumps({"whole": whole["steps"], "first": first["steps"], "second": second["steps"],
-                  "model": whole.get("model"), "first_model": first.get("model"),
-                  "distill": [d_whole["steps"], d_first["steps"], d_second["steps"]],
-                  "student": d_whole.get("student"), "first_student": d_first.get("student")}))
+tiny = Recipe.tiny()
+quiet = dict(log=lambda _: None)
+whole = reproduce(root / "whole", tiny, **quiet)  # `ltx-jax world-default --tiny`: every stage, packaged
+# The resumed run reuses the finished VAE (a finished stage is skipped) and the DiT's prepared inputs (prepare is
+# idempotent): mp4 writing is not always byte-reproducible (README "Synthetic world"), so a fresh dataset could
+# differ in a few pixels and the curves would not be comparable step for step.
+(root / "resumed").mkdir()
+shutil.copy(root / "whole" / "recipe.json", root / "resumed" / "recipe.json")
+shutil.copytree(root / "whole" / "vae", root / "resumed" / "vae")
+shutil.copytree(root / "whole" / "dit", root / "resumed" / "dit", ignore=lambda d, names: ["train"] if d == str(
+    root / "whole" / "dit") else [])
+first = reproduce(root / "resumed", tiny, stop_after={"dit": 6}, **quiet)
+second = reproduce(root / "resumed", tiny, stop_after={"distill": 3}, **quiet)
+third = reproduce(root / "resumed", tiny, until="distill", **quiet)
+steps = lambda r, stage: r["stages"].get(stage, {}).get("steps")
+print(json.dumps({"whole": [steps(whole, "dit"), steps(whole, "distill")], "finished": whole["finished"],
+                  "first": [steps(first, "dit"), steps(first, "distill"), "model" in first["stages"]["dit"]],
+                  "second": [steps(second, "dit"), steps(second, "distill"), "student" in second["stages"]["distill"]],
+                  "third": [steps(third, "dit"), steps(third, "distill"), third["finished"]],
+                  "manifest": whole["manifest"]}))
 """
 
 
@@ -60,27 +58,29 @@ def _curve(folder) -> list[float]:
 
 def test_loss_falls(runs):
     root, _ = runs
-    curve = _curve(root / "whole")
+    curve = _curve(root / "whole" / "dit")
     assert len(curve) == 16
     assert np.mean(curve[-4:]) < 0.8 * np.mean(curve[:4]), curve
 
 
 def test_resumed_run_continues_the_same_curve(runs):
     root, out = runs
-    assert (out["first"], out["second"], out["whole"]) == (6, 16, 16)
-    assert out["first_model"] is None and out["model"]  # an interrupted run writes no model
+    assert out["whole"] == [16, 10] and out["finished"]
+    # call 1 stops the DiT at 6 (no model written); call 2 finishes it and stops distillation at 3 (no student);
+    # call 3 skips the finished DiT and finishes distillation, then stops before packaging (until="distill")
+    assert out["first"] == [6, None, False] and out["second"] == [16, 3, False] and out["third"] == [None, 10, False]
     # the interrupted run checkpoints its last step (6, between the every-4 saves) and the resume starts there
-    np.testing.assert_allclose(_curve(root / "resumed"), _curve(root / "whole"), rtol=0, atol=1e-6)
+    np.testing.assert_allclose(_curve(root / "resumed" / "dit"), _curve(root / "whole" / "dit"), rtol=0, atol=1e-6)
 
 
 def test_model_is_the_base_with_a_trained_transformer(runs):
     from safetensors.numpy import load_file
 
-    root, out = runs
-    base = load_file(str(root / "whole" / "base.safetensors"))
-    model = load_file(out["model"])
+    root, _ = runs
+    base = load_file(str(root / "whole" / "dit" / "base.safetensors"))
+    model = load_file(str(root / "whole" / "dit" / "train" / "model.safetensors"))
     assert set(model) == set(base)
-    with np.load(root / "vae" / "video_vae.npz") as z:
+    with np.load(root / "whole" / "vae" / "video_vae.npz") as z:
         trained_vae = {k: z[k] for k in z.files}
     vae_keys = [k for k in model if k.startswith("vae.") and "per_channel" not in k]
     assert len(vae_keys) == len(trained_vae) - 4  # the npz holds both modules' copies of the 2 statistics
@@ -95,26 +95,94 @@ def test_model_is_the_base_with_a_trained_transformer(runs):
 
 
 def test_distillation_loss_falls_and_resumes_on_the_same_curve(runs):
-    root, out = runs
-    assert out["distill"] == [10, 3, 10] and out["first_student"] is None and out["student"]
+    root, _ = runs
 
     def curve(name):
-        return [json.loads(line)["loss"] for line in (root / name / "loss.jsonl").read_text().splitlines()]
+        return [json.loads(line)["loss"] for line in (root / name / "distill" / "loss.jsonl").read_text().splitlines()]
 
-    whole = curve("distill_whole")
+    whole = curve("whole")
     assert len(whole) == 10 and np.isfinite(whole).all()
     assert np.mean(whole[-3:]) < 0.8 * np.mean(whole[:3]), whole
-    np.testing.assert_allclose(curve("distill_resumed"), whole, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(curve("resumed"), whole, rtol=0, atol=1e-6)
 
 
-def test_student_is_the_teacher_file_with_a_new_transformer(runs):
+def test_student_moves_only_linear_weights_of_the_teacher(runs):
     from safetensors.numpy import load_file
 
-    _, out = runs
-    teacher, student = load_file(out["model"]), load_file(out["student"])
+    root, _ = runs
+    teacher = load_file(str(root / "whole" / "dit" / "train" / "model.safetensors"))
+    student = load_file(str(root / "whole" / "distill" / "student.safetensors"))
     assert set(teacher) == set(student)
-    changed = [k for k in student if not np.array_equal(student[k], teacher[k])]
-    assert changed and all(k.startswith("model.diffusion_model.") for k in changed)
+    changed = {k for k in student if not np.array_equal(student[k], teacher[k])}
+    linear = {k for k in teacher if k.startswith("model.diffusion_model.") and k.endswith(".weight")
+              and teacher[k].ndim == 2 and "_embeddings_connector." not in k}
+    assert changed <= linear and len(changed) > 0.9 * len(linear), sorted(linear - changed)[:5]
+
+
+def test_packaged_default_is_the_teacher_in_bf16_with_a_manifest(runs):
+    import hashlib
+
+    import ml_dtypes
+    from safetensors.numpy import load_file
+
+    root, out = runs
+    default, manifest = root / "whole" / "default", out["manifest"]
+    assert json.loads((default / "manifest.json").read_text()) == manifest
+    on_disk = {str(p.relative_to(default)) for p in default.rglob("*") if p.is_file() and p.name != "manifest.json"}
+    assert set(manifest["files"]) == on_disk and {"model.safetensors", "distilled-lora.safetensors",
+                                                  "gemma/tokenizer.json"} <= on_disk
+    for name, entry in manifest["files"].items():
+        data = (default / name).read_bytes()
+        assert entry == {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}, name
+    assert manifest["total_bytes"] == sum(e["bytes"] for e in manifest["files"].values())
+    teacher = load_file(str(root / "whole" / "dit" / "train" / "model.safetensors"))
+    packed = load_file(str(default / "model.safetensors"))
+    assert set(packed) == set(teacher)
+    for key, value in teacher.items():
+        assert packed[key].dtype == ml_dtypes.bfloat16, key
+        assert np.array_equal(packed[key], value.astype(ml_dtypes.bfloat16)), key
+    a = manifest["adherence"]  # 2 held-out prompts: dev at 2 steps with CFG (2 passes), the student at 8 sigmas
+    assert (a["dev"]["transformer_evaluations"], a["student"]["transformer_evaluations"]) == (4, 8)
+    assert set(a["dev"]["scores"]) == {"colour", "shape", "direction"}
+    assert manifest["recipe"]["dit"]["steps"] == 16 and manifest["data_seeds"] == {"train": 0, "vae_train": 0,
+                                                                                   "held_out": 1000}
+    assert len(manifest["code"]["at_training_start"]["sources_sha256"]) == 64
+    curves = manifest["loss_curves"]
+    assert [len(c) for c in curves.values()] == [1, 2, 1]  # 2 VAE steps, 16 DiT logs (10 per row), 10 distill steps
+
+
+def test_distilled_lora_turns_the_teacher_into_the_student(runs):
+    from safetensors.numpy import load_file
+
+    root, out = runs
+    teacher = load_file(str(root / "whole" / "dit" / "train" / "model.safetensors"))
+    student = load_file(str(root / "whole" / "distill" / "student.safetensors"))
+    lora = load_file(str(root / "whole" / "default" / "distilled-lora.safetensors"))
+    moved = {k for k in student if not np.array_equal(student[k], teacher[k])}
+    targets = {"model." + k[:-len(".lora_A.weight")] + ".weight" for k in lora if k.endswith(".lora_A.weight")}
+    assert targets == moved and len(lora) == 2 * len(moved)
+    worst = 0.0
+    for key in moved:
+        path = "diffusion_model." + key[len("model.diffusion_model."):-len(".weight")]
+        b, a = (lora[f"{path}.lora_{x}.weight"].astype(np.float64) for x in "BA")
+        delta = student[key].astype(np.float64) - teacher[key].astype(np.float64)
+        worst = max(worst, np.linalg.norm(b @ a - delta) / np.linalg.norm(delta))
+    assert worst < 1e-2  # bf16 factors (8 mantissa bits); float64 factors would be exact to the SVD
+    assert abs(worst - out["manifest"]["distilled_lora"]["max_relative_error"]) < 1e-6
+
+
+def test_lora_from_student_refuses_tensors_a_lora_cannot_carry(tmp_path):
+    from safetensors.numpy import save_file
+
+    from ltx_jax.world.package import lora_from_student
+
+    w = np.ones((4, 3), np.float32)
+    base = {"model.diffusion_model.proj_out.weight": w, "model.diffusion_model.proj_out.bias": np.zeros(4, np.float32)}
+    save_file(base, str(tmp_path / "t.safetensors"))
+    save_file({**base, "model.diffusion_model.proj_out.bias": np.ones(4, np.float32)}, str(tmp_path / "s.safetensors"))
+    with pytest.raises(ValueError, match="proj_out.bias"):
+        lora_from_student(tmp_path / "t.safetensors", tmp_path / "s.safetensors", tmp_path / "l.safetensors")
+    assert not (tmp_path / "l.safetensors").exists()
 
 
 def test_caption_contexts_hold_one_repeated_vector_past_the_caption(runs):
@@ -124,11 +192,11 @@ def test_caption_contexts_hold_one_repeated_vector_past_the_caption(runs):
     from safetensors.numpy import load_file
 
     root, _ = runs
-    base = load_file(str(root / "whole" / "base.safetensors"))
+    base = load_file(str(root / "whole" / "dit" / "base.safetensors"))
     registers = [k for k in base if k.endswith(".learnable_registers")]
     assert len(registers) == 2 and all(not base[k].any() for k in registers)
-    index = [json.loads(line) for line in (root / "whole" / "cache" / "index.jsonl").read_text().splitlines()]
-    with np.load(root / "whole" / "cache" / index[0]["file"]) as z:
+    index = [json.loads(line) for line in (root / "whole" / "dit" / "cache" / "index.jsonl").read_text().splitlines()]
+    with np.load(root / "whole" / "dit" / "cache" / index[0]["file"]) as z:
         for name in ("video_context", "audio_context"):
             ctx = z[name]
             assert ctx.shape[0] == 1024

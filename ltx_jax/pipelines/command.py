@@ -42,8 +42,11 @@ def add_parser(sub) -> None:
                    help="precomputed prompt (.npz / .safetensors): connector outputs video_context + audio_context "
                         "(+ negative_*), or Gemma hidden_states + attention_mask (+ negative_*)")
     p.add_argument("--negative-prompt", help="default: the official default negative prompt (dev / hq pipelines)")
-    p.add_argument("--pipeline", default="distilled", choices=["distilled", "dev", "dev-one-stage", "hq", "a2vid"],
-                   help="a2vid: audio-to-video (dev two-stage conditioned on --audio; the mp4 keeps that audio)")
+    p.add_argument("--pipeline", default="distilled",
+                   choices=["distilled", "distilled-one-stage", "dev", "dev-one-stage", "hq", "a2vid"],
+                   help="a2vid: audio-to-video (dev two-stage conditioned on --audio; the mp4 keeps that audio); "
+                        "distilled-one-stage: the 8 distilled sigmas at the full size, no upsampler (not an official "
+                        "pipeline: for models distilled at their output size, like the embedded default)")
     p.add_argument("--audio", metavar="FILE", help="a2vid: the conditioning audio (any file with a stereo audio track)")
     p.add_argument("--audio-start-time", type=float, default=0.0, metavar="S", help="a2vid: read the audio from S s")
     p.add_argument("--audio-max-duration", type=float, metavar="S",
@@ -60,8 +63,8 @@ def add_parser(sub) -> None:
                         "frame 0 replaces the first latent frame, any other frame is a keyframe")
     p.add_argument("--crf", type=int, default=33, help="H.264 CRF of the official image round trip (0: none)")
     p.add_argument("--frames", "--num-frames", dest="frames", type=int, default=121, help="1 + 8k (default 121)")
-    p.add_argument("--height", type=int, help="default: 1024 (two-stage), 512 (dev-one-stage), 1088 (hq)")
-    p.add_argument("--width", type=int, help="default: 1536 (two-stage), 768 (dev-one-stage), 1920 (hq)")
+    p.add_argument("--height", type=int, help="default: 1024 (two-stage), 512 (one-stage), 1088 (hq)")
+    p.add_argument("--width", type=int, help="default: 1536 (two-stage), 768 (one-stage), 1920 (hq)")
     p.add_argument("--fps", "--frame-rate", dest="fps", type=float, default=24.0)
     p.add_argument("--seed", type=int, default=10)
     p.add_argument("--steps", "--num-inference-steps", dest="steps", type=int,

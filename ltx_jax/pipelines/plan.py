@@ -23,7 +23,8 @@ __all__ = ["PlanError", "Plan", "StagePlan", "ModelFile", "build_plan", "parse_m
            "default_size"]
 
 # Official default pixel sizes (ltx_pipelines PipelineParams): two-stage = 2 x stage 1; HQ: 1088 x 1920.
-_DEFAULT_SIZE = {"distilled": (1024, 1536), "dev": (1024, 1536), "dev-one-stage": (512, 768), "hq": (1088, 1920),
+_DEFAULT_SIZE = {"distilled": (1024, 1536), "distilled-one-stage": (512, 768), "dev": (1024, 1536),
+                 "dev-one-stage": (512, 768), "hq": (1088, 1920),
                  "a2vid": (1024, 1536)}
 # Official distilled-LoRA strengths per pipeline: (stage 1, stage 2); None = not used in that stage.
 LORA_STRENGTHS = {"dev": (None, 1.0), "hq": (0.25, 0.5), "a2vid": (None, 1.0)}
@@ -191,8 +192,9 @@ def build_plan(args, *, devices: int | None = None) -> Plan:
         raise PlanError("the prompt is empty")
     default_h, default_w = default_size(pipeline)
     height, width = args.height or default_h, args.width or default_w
-    if args.steps is not None and pipeline == "distilled":
-        raise PlanError("--steps: the distilled pipeline's schedules are fixed (8 + 3 steps)")
+    distilled = pipeline.startswith("distilled")
+    if args.steps is not None and distilled:
+        raise PlanError(f"--steps: the {pipeline} pipeline's schedules are fixed (8 + 3 steps; one-stage: 8)")
     images = []
     for spec in args.image:
         path, frame, strength, crf = parse_image_spec(spec)
@@ -227,7 +229,7 @@ def build_plan(args, *, devices: int | None = None) -> Plan:
     if pipeline == "a2vid" and not component_params.get("audio_vae_encoder"):
         raise PlanError(f"--checkpoint {args.checkpoint}: has no audio VAE encoder (audio_vae.encoder.*); the a2vid "
                         "pipeline encodes --audio with it")
-    two_stage = pipeline != "dev-one-stage"
+    two_stage = not pipeline.endswith("one-stage")
     upsampler = None
     if two_stage:
         if args.upsampler is None:
@@ -290,14 +292,16 @@ def build_plan(args, *, devices: int | None = None) -> Plan:
     layers = config.transformer.num_layers
     for stream in ("video", "audio"):
         g = guidance[stream]
-        if pipeline != "distilled" and g.needs_perturbed and any(not 0 <= b < layers for b in g.stg_blocks):
+        if not distilled and g.needs_perturbed and any(not 0 <= b < layers for b in g.stg_blocks):
             raise PlanError(f"{stream} STG blocks {list(g.stg_blocks)} (the official default for this model version) "
                             f"are outside this model's blocks 0..{layers - 1}; pass --{stream}-stg-blocks N ... "
                             f"or --{stream}-stg-guidance-scale 0")
     steps = args.steps if args.steps is not None else guidance["steps"]
     stages = []
     fps = args.fps
-    if pipeline == "distilled":
+    if pipeline == "distilled-one-stage":
+        stages = [_stage("stage1", args.frames, height, width, fps, images, 1, 8)]
+    elif pipeline == "distilled":
         h1, w1 = int(height / args.upscale), int(width / args.upscale)
         stages = [_stage("stage1", args.frames, h1, w1, fps, images, 1, 8),
                   _stage("stage2", args.frames, height, width, fps, images, 1, 3)]
@@ -314,7 +318,7 @@ def build_plan(args, *, devices: int | None = None) -> Plan:
     plan = Plan(pipeline=pipeline, request=request, prompt=args.prompt, negative_prompt=args.negative_prompt,
                 prompt_file=args.prompt_file, checkpoint=entry.path, config=config,
                 component_params=component_params, fp8_file=fp8_file, files=files, loras=loras,
-                stage1_loras=stage1, stage2_loras=stage2, steps=None if pipeline == "distilled" else steps,
+                stage1_loras=stage1, stage2_loras=stage2, steps=None if distilled else steps,
                 upscale=args.upscale, stages=stages, mesh=mesh, devices=n_devices, out=out, out_is_dir=out_is_dir,
                 formats=formats, dtype=args.dtype, fp8=args.fp8, attention=args.attention, weights=args.weights,
                 tiling=args.tiling, guidance=guidance, gemma=gemma, upsampler=upsampler,

@@ -82,7 +82,7 @@ def _encode_prompt(plan, models, runtime, rules, cache_dir: Path):
     from ltx_jax.text_encoder import encode_prompts, load_gemma, load_text_embeddings_for
 
     negative = plan.negative_prompt if plan.negative_prompt is not None else default_negative_prompt()
-    prompts = [plan.prompt] + ([negative] if plan.pipeline != "distilled" else [])
+    prompts = [plan.prompt] + ([negative] if not plan.pipeline.startswith("distilled") else [])
     gemma = load_gemma(plan.gemma, runtime=runtime)
     text = load_text_embeddings_for(gemma, plan.checkpoint, runtime)  # connectors sized for this Gemma
     encoded = encode_prompts(gemma, text, prompts, cache_dir=cache_dir / "prompts")
@@ -197,9 +197,9 @@ def _generate(args, plan, memory, reporter, t0: float) -> dict:
         if plan.preview:
             preview = _PreviewSink(plan, reporter, _preview_dir(plan))
         kwargs = {}
-        if plan.pipeline != "dev-one-stage":
+        if not plan.pipeline.endswith("one-stage"):
             kwargs["upscale"] = plan.upscale
-        if plan.pipeline != "distilled":
+        if not plan.pipeline.startswith("distilled"):
             kwargs.update(steps=plan.steps, video=plan.guidance["video"])
             if plan.pipeline != "a2vid":  # a2vid: the audio is frozen, its guider neutral
                 kwargs["audio"] = plan.guidance["audio"]
@@ -274,7 +274,7 @@ def _resolved(plan, prompts) -> dict:
             "attention": plan.attention, "weights": plan.weights, "tiling": plan.tiling,
             "prompts": prompts, "prompt_file": plan.prompt_file,
             "guidance": {k: dataclasses.asdict(v) for k, v in plan.guidance.items() if k in ("video", "audio")}
-            if plan.pipeline != "distilled" else None,
+            if not plan.pipeline.startswith("distilled") else None,
             "loras": {"stage1": plan.stage1_loras, "stage2": plan.stage2_loras},
             "images": [{"frame": i.frame_idx, "strength": i.strength, "crf": i.crf, "shape": list(i.image.shape)}
                        for i in r.images],

@@ -48,9 +48,11 @@ def held_out_scenes(count: int, *, seed: int = 1000, frames: int = 9, height: in
 
 
 def generate_world(checkpoint: str | os.PathLike, gemma: str | os.PathLike, captions: Sequence[str],
-                   run: AdherenceRun, log: Callable[[str], None] | None = None) -> tuple[list[dict], int]:
-    """Generate one clip per caption; returns ([{"frames": uint8 [F, H, W, 3], "audio": [2, N] | None,
-    "sample_rate"}], transformer evaluations per clip)."""
+                   run: AdherenceRun, log: Callable[[str], None] | None = None,
+                   loras: Sequence[tuple[str | os.PathLike, float]] = ()) -> tuple[list[dict], int]:
+    """Generate one clip per caption (`loras` merged into the transformer, e.g. the default's distilled LoRA);
+    returns ([{"frames": uint8 [F, H, W, 3], "audio": [2, N] | None, "sample_rate"}], transformer evaluations
+    per clip)."""
     from ltx_jax.configs import Runtime
     from ltx_jax.pipelines.generation import Request, dev_one_stage, distilled_one_stage
     from ltx_jax.pipelines.stages import load_models
@@ -63,7 +65,7 @@ def generate_world(checkpoint: str | os.PathLike, gemma: str | os.PathLike, capt
     rt = Runtime(param_dtype="float32", compute_dtype="float32")
     encode = gemma_captions(gemma, checkpoint, rt)
     contexts = encode(list(captions) + [""])
-    models = load_models(checkpoint, runtime=rt)
+    models = load_models(checkpoint, runtime=rt, loras=list(loras))
     empty = TextContext(video=jnp.asarray(contexts[-1][0][None]), audio=jnp.asarray(contexts[-1][1][None]))
     cfg = run.cfg if run.pipeline == "dev" else 1.0
     video = GuiderParams(cfg_scale=cfg)

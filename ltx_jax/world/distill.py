@@ -11,6 +11,9 @@ training clips and their captions,
      `cfg` against the empty prompt, the audio stream unguided, as the dev pipeline runs it);
   3. the student, initialized from the teacher, must land on the same point with ONE Euler step without
      guidance: its velocity is regressed onto (x_teacher(s_{i+1}) - x(s_i)) / (s_{i+1} - s_i).
+By default only the weights of the linear layers are trained (`trainable="linear"`): biases, norms and the AdaLN
+tables keep the teacher's values, so the student is exactly the teacher plus a full-rank LoRA in the official
+layout, which is how it ships (the released distilled LTX-2.3 comes as a LoRA too).
 So 8 student evaluations replace the teacher's `steps` x 2 guided ones. Resumable like stage 2 (Orbax state,
 data order and draws a function of (seed, step)); the student is written as `student.safetensors`, the
 teacher's file with the transformer replaced.
@@ -46,6 +49,8 @@ class DistillConfig:
     substeps: int = 4
     seed: int = 0
     checkpoint_every: int = 200
+    trainable: str = "linear"   # "linear": only the linear layers' weights move, so the student is the teacher
+    #                             plus a LoRA (`world.package`); "all": every transformer parameter
 
     def __post_init__(self):
         for name in ("steps", "batch", "substeps", "checkpoint_every"):
@@ -53,6 +58,16 @@ class DistillConfig:
                 raise ValueError(f"world distillation: {name}={getattr(self, name)} must be >= 1")
         if not self.learning_rate > 0 or not 0 <= self.warmup_steps <= self.steps:
             raise ValueError("world distillation: need learning_rate > 0 and 0 <= warmup_steps <= steps")
+        if self.trainable not in ("linear", "all"):
+            raise ValueError(f"world distillation: trainable={self.trainable!r}; expected 'linear' or 'all'")
+
+
+def linear_weights(model: nnx.Module):
+    """An nnx filter of the weights of `model`'s linear layers: what an official LoRA can change."""
+    from ltx_jax.nn.linear import Linear
+
+    paths = {tuple(path) + ("weight",) for path, node in nnx.iter_graph(model) if isinstance(node, Linear)}
+    return lambda path, value: tuple(path) in paths
 
 
 def _call(graphdef, params, rest, video, audio, sigma, batch: Batch, v_ctx, a_ctx):
@@ -135,7 +150,7 @@ def distill(stage2: str | Path, out: str | Path, cfg: DistillConfig, *, stop_aft
     out.mkdir(parents=True, exist_ok=True)
     rt = Runtime(param_dtype="float32", compute_dtype="float32")
     model = restore(teacher_file, "transformer", runtime=rt)
-    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    graphdef, params, rest = nnx.split(model, linear_weights(model) if cfg.trainable == "linear" else nnx.Param, ...)
     teacher = jax.tree.map(jnp.copy, params)
     optim = OptimConfig(learning_rate=cfg.learning_rate, warmup_steps=cfg.warmup_steps, steps=cfg.steps,
                         min_lr_ratio=0.1, weight_decay=0.0)

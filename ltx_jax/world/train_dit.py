@@ -57,18 +57,27 @@ class DiTTrainConfig:
             raise ValueError(f"world DiT training: caption_dropout_p={self.caption_dropout_p} must be in [0, 1)")
 
 
+# The audio VAE's width. Its latent statistics are sized by `ch` (as ltx-core builds them), so a valid file has
+# z_channels x latent mel bins (64 / 4) == ch: 64 gives z_channels 4 and a quarter of the released layout's
+# tiny size (128), which keeps the committed default under its 25 MB budget.
+AUDIO_CH = 64
+
+
 def world_config(vae, *, layers: int, heads: int) -> LTXConfig:
     """The tiny LTX-2.3 layout of the default: `vae` (a `VideoVAEConfig`, stage 1's), a DiT of `layers` blocks
     whose video stream has `heads` heads of 16 channels (the video connector as wide, as the 2.3 layout needs),
-    the text side sized for the world's tiny Gemma (its width, its layers + the embeddings)."""
+    the text side sized for the world's tiny Gemma (its width, its layers + the embeddings), and an audio VAE of
+    width `AUDIO_CH` (the DiT's audio channels follow it)."""
     c = LTX_2_3_TINY_AV
     width, states = TINY_GEMMA["hidden_size"], TINY_GEMMA["num_hidden_layers"] + 1
     head_dim = c.transformer.attention_head_dim
+    audio_vae = dataclasses.replace(c.audio_vae, ch=AUDIO_CH, z_channels=AUDIO_CH // (c.audio_vae.mel_bins // 4))
     return dataclasses.replace(
-        c, vae=vae,
+        c, vae=vae, audio_vae=audio_vae,
         transformer=dataclasses.replace(c.transformer, in_channels=vae.latent_channels, num_layers=layers,
                                         num_attention_heads=heads, cross_attention_dim=heads * head_dim,
-                                        out_channels=vae.latent_channels, caption_channels=width),
+                                        out_channels=vae.latent_channels, caption_channels=width,
+                                        audio_in_channels=AUDIO_CH, audio_out_channels=AUDIO_CH),
         connector=dataclasses.replace(c.connector, text_hidden_size=width, text_num_hidden_states=states,
                                       connector_num_attention_heads=heads, connector_attention_head_dim=head_dim),
         model_version="2.3.0-world")
