@@ -180,6 +180,7 @@ def package(run: str | Path, out: str | Path = DEFAULT_DIR, *, adherence: dict |
             "distilled_lora": lora,
             "adherence": adherence,
             "code": {"at_training_start": recipe.get("code"), "at_packaging": code_fingerprint()},
+            "provenance": recipe.get("provenance"),  # how stages run outside this command got here, if any
         }
         (stage / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
         if out.exists():
