@@ -64,6 +64,18 @@ def _generate_argv(prompt: str, default: Path, pipeline: str, out: Path, seed: i
                    str(DEV_CFG), "--negative-prompt", "", *neutral]
 
 
+def _generate(argv: list[str]) -> int:
+    """`ltx-jax generate ARGV` through the generate command's own parser and runner (not `ltx_jax.cli`, a layer up)."""
+    import argparse
+
+    from ltx_jax.pipelines.command import add_parser
+
+    parser = argparse.ArgumentParser(prog="ltx-jax")
+    add_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
 def run_demo(prompt: str = DEFAULT_PROMPT, *, pipeline: str = "distilled", out: str | Path = "outputs/demo",
              seed: int = 0, default: str | Path | None = None, quiet: bool = False) -> dict:
     """Generate `prompt` with the embedded default and judge it; returns {"files", "asked", "verdicts", "agree"}.
@@ -72,7 +84,6 @@ def run_demo(prompt: str = DEFAULT_PROMPT, *, pipeline: str = "distilled", out: 
         FileNotFoundError: the default's files are missing (a partial checkout).
         ValueError: an unknown pipeline, or a prompt with none of the default's words.
     """
-    from ltx_jax.cli import main
     from ltx_jax.pipelines.media import write_png
     from ltx_jax.world.analyze import analyze_clip
     from ltx_jax.world.media import read_clip_mp4
@@ -91,7 +102,7 @@ def run_demo(prompt: str = DEFAULT_PROMPT, *, pipeline: str = "distilled", out: 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     video = out / f"{pipeline}.mp4"
-    if main(_generate_argv(prompt, default, pipeline, video, seed)) != 0:
+    if _generate(_generate_argv(prompt, default, pipeline, video, seed)) != 0:
         raise RuntimeError(f"generate failed for {prompt!r}")
     frames, _, audio, rate = read_clip_mp4(video)
     sheet = out / f"{pipeline}.png"
