@@ -55,17 +55,11 @@ def code_fingerprint() -> dict:
     return out
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def file_table(folder: Path) -> dict[str, dict]:
     """{relative path: {"bytes", "sha256"}} of every file under `folder` but the manifest."""
-    return {str(p.relative_to(folder)): {"bytes": p.stat().st_size, "sha256": _sha256(p)}
+    from ltx_jax.pipelines.outputs import file_hash
+
+    return {str(p.relative_to(folder)): {"bytes": p.stat().st_size, "sha256": file_hash(p)["sha256"]}
             for p in sorted(folder.rglob("*")) if p.is_file() and p.name != MANIFEST}
 
 

@@ -68,9 +68,9 @@ def _pin(out: Path, recipe: Recipe) -> None:
 
     path = out / "recipe.json"
     if path.exists():
-        old = json.loads(path.read_text())["recipe"]
-        if old != json.loads(json.dumps(recipe.to_json())):
-            changed = sorted(k for k in old if old[k] != json.loads(json.dumps(recipe.to_json())).get(k))
+        old, new = json.loads(path.read_text())["recipe"], json.loads(json.dumps(recipe.to_json()))
+        if old != new:
+            changed = sorted(k for k in old if old[k] != new.get(k))
             raise ValueError(f"{out}: was started with another recipe (differs in {changed}); use a new --out")
         return
     out.mkdir(parents=True, exist_ok=True)
