@@ -34,7 +34,7 @@ from flax import nnx
 from ltx_jax.sampling.schedules import DISTILLED_STAGE1_SIGMAS
 from ltx_jax.training.objective import Batch
 from ltx_jax.training.step import OptimConfig, TrainState, make_optimizer
-from ltx_jax.world.loop import run_steps
+from ltx_jax.world.loop import initial_state, run_steps
 
 __all__ = ["DistillConfig", "distill"]
 
@@ -154,9 +154,7 @@ def distill(stage2: str | Path, out: str | Path, cfg: DistillConfig, *, stop_aft
     teacher = jax.tree.map(jnp.copy, params)
     optim = OptimConfig(learning_rate=cfg.learning_rate, warmup_steps=cfg.warmup_steps, steps=cfg.steps,
                         min_lr_ratio=0.1, weight_decay=0.0)
-    state = TrainState(step=jnp.zeros((), jnp.int32), params=params,
-                       opt_state=jax.jit(make_optimizer(optim).init)(params), ema=None,
-                       key=jax.random.key_data(jax.random.key(cfg.seed)))
+    state = initial_state(params, optim, cfg.seed)
     empty = load_prompt(stage2 / "empty.npz").positive
     empty_v, empty_a = jnp.asarray(empty.video[0], jnp.float32), jnp.asarray(empty.audio[0], jnp.float32)
     data = CachedDataset(stage2 / "cache", batch_size=cfg.batch, seed=cfg.seed, with_audio=True)

@@ -1,4 +1,4 @@
-"""The resumable step loop the world's trainers share (VAE, distillation): restore, step, log, checkpoint.
+"""The resumable step loop the world's trainers share (VAE, audio, distillation): restore, step, log, checkpoint.
 
 No ltx_core counterpart. The state is one `training.step.TrainState` pytree saved with Orbax
 (`training.checkpoints.TrainCheckpoints`) under `out/checkpoints`; the per-step metrics go to `out/loss.jsonl`,
@@ -17,7 +17,22 @@ from pathlib import Path
 from ltx_jax.training.checkpoints import TrainCheckpoints
 from ltx_jax.training.step import TrainState
 
-__all__ = ["run_steps"]
+__all__ = ["run_steps", "initial_state"]
+
+
+def initial_state(params, optim, seed: int) -> TrainState:
+    """Step 0 of a run: `params`, fresh optimizer moments for `optim` (an `OptimConfig`), the run's key, every
+    array committed to the default device. (Uncommitted step / key arrays would be placed differently from the
+    step's outputs, and the jitted step would compile twice: 30-50 s each on 2 cores.)"""
+    import jax
+    import jax.numpy as jnp
+
+    from ltx_jax.training.step import make_optimizer
+
+    state = TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                       opt_state=jax.jit(make_optimizer(optim).init)(params), ema=None,
+                       key=jax.random.key_data(jax.random.key(seed)))
+    return jax.device_put(state, jax.devices()[0])
 
 
 def _truncate_curve(path: Path, step: int) -> None:

@@ -38,7 +38,7 @@ from ltx_jax.nn.conv import size_invariant
 from ltx_jax.training.step import OptimConfig, TrainState, make_optimizer
 from ltx_jax.video_vae import VideoDecoder, VideoEncoder
 from ltx_jax.world.dataset import WorldSpec, make_clip
-from ltx_jax.world.loop import run_steps
+from ltx_jax.world.loop import initial_state, run_steps
 
 __all__ = ["VAETrainConfig", "video_vae_config", "train_video_vae", "load_trained", "psnr"]
 
@@ -167,9 +167,7 @@ def train_video_vae(out: str | Path, cfg: VAETrainConfig, *, stop_after: int | N
     model = _build(cfg)
     graphdef, params = nnx.split(model)
     optim = _optim(cfg)
-    state = TrainState(step=jnp.zeros((), jnp.int32), params=params,
-                       opt_state=jax.jit(make_optimizer(optim).init)(params), ema=None,
-                       key=jax.random.key_data(jax.random.key(cfg.seed)))
+    state = initial_state(params, optim, cfg.seed)
     record = {"what": "world video VAE", "config": dataclasses.asdict(cfg)}
     spec = cfg.world(cfg.seed)
 
