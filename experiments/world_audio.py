@@ -160,7 +160,8 @@ def vocoder_lines(spacing: float):
     """The world grammar with each pitch moved to the nearest multiple of `spacing` Hz (the vocoder's lines)."""
     from ltx_jax.world.grammar import grammar
     g = grammar()
-    return dataclasses.replace(g, pitches={k: float(max(1, round(v / spacing)) * spacing) for k, v in g.pitches.items()})
+    lines = {k: float(max(1, round(v / spacing)) * spacing) for k, v in g.pitches.items()}
+    return dataclasses.replace(g, pitches=lines)
 
 
 class _Soundtracks:
