@@ -14,8 +14,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import jax
+import jax.numpy as jnp
+
 from ltx_jax.training.checkpoints import TrainCheckpoints
-from ltx_jax.training.step import TrainState
+from ltx_jax.training.step import TrainState, make_optimizer
 
 __all__ = ["run_steps", "initial_state"]
 
@@ -24,11 +27,6 @@ def initial_state(params, optim, seed: int) -> TrainState:
     """Step 0 of a run: `params`, fresh optimizer moments for `optim` (an `OptimConfig`), the run's key, every
     array committed to the default device. (Uncommitted step / key arrays would be placed differently from the
     step's outputs, and the jitted step would compile twice: 30-50 s each on 2 cores.)"""
-    import jax
-    import jax.numpy as jnp
-
-    from ltx_jax.training.step import make_optimizer
-
     state = TrainState(step=jnp.zeros((), jnp.int32), params=params,
                        opt_state=jax.jit(make_optimizer(optim).init)(params), ema=None,
                        key=jax.random.key_data(jax.random.key(seed)))
