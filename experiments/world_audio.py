@@ -88,12 +88,11 @@ class _AudioPath(nnx.Module):
 
 
 def _frames(x: jax.Array, n_fft: int, hop: int) -> jax.Array:
-    """`[..., L]` -> Hann-windowed magnitude spectra `[..., frames, n_fft // 2 + 1]` (no padding)."""
-    count = 1 + (x.shape[-1] - n_fft) // hop
-    index = hop * np.arange(count)[:, None] + np.arange(n_fft)[None, :]
-    window = (0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(n_fft) / n_fft)).astype(np.float32)
-    spec = jnp.fft.rfft(x[..., index] * window, axis=-1)
-    return jnp.sqrt(jnp.square(spec.real) + jnp.square(spec.imag) + 1e-12)  # differentiable at silence
+    """`[..., L]` -> magnitude spectra of the encoder front end's frames (`audio_vae.mel.stft`, no padding),
+    differentiable at silence."""
+    from ltx_jax.audio_vae.mel import stft
+    spec = stft(x, n_fft, hop)
+    return jnp.sqrt(jnp.square(spec.real) + jnp.square(spec.imag) + 1e-12)
 
 
 def _window(batch: tuple, draw: int, frames: int) -> tuple:
@@ -124,10 +123,14 @@ def _convergence(y: jax.Array, target: jax.Array, sizes: tuple[int, ...]) -> jax
     return total / len(sizes)
 
 
-def _losses(model: _AudioPath, latent, mel, vocoder_mel, wave16):
-    decoded = model.decoder(latent)
+def _decoder_l1(decoded: jax.Array, mel: jax.Array) -> jax.Array:
+    """L1 of the decoded log-mel against the clip's, over the frames both have (the decoder makes 4 T - 3)."""
     t = min(decoded.shape[2], mel.shape[2])
-    mel_l1 = jnp.mean(jnp.abs(decoded[:, :, :t] - mel[:, :, :t]))
+    return jnp.mean(jnp.abs(decoded[:, :, :t] - mel[:, :, :t]))
+
+
+def _losses(model: _AudioPath, latent, mel, vocoder_mel, wave16):
+    mel_l1 = _decoder_l1(model.decoder(latent), mel)
     y16 = jnp.moveaxis(model.vocoder.vocoder(vocoder_mel), -1, 1)  # the 16 kHz generator: [B, 2, L]
     n = min(y16.shape[-1], wave16.shape[-1])
     y16, wave16 = y16[..., :n], wave16[..., :n]
@@ -190,7 +193,8 @@ class _Soundtracks:
         from ltx_jax.world.render import render_audio
         rate = self.encoder.config.sampling_rate
         wave16 = np.stack([render_audio(s, self.n16, rate) for s in scenes])
-        target = np.stack([render_audio(s, self.n16, rate, self.lines) for s in scenes])
+        target = wave16 if self.lines is None else np.stack([render_audio(s, self.n16, rate, self.lines)
+                                                             for s in scenes])
         mel = self._mel(jnp.asarray(wave16))
         return self._encode(mel), mel, jnp.asarray(target)
 
@@ -242,7 +246,7 @@ def train_audio(out: str | Path, base: str | Path, cfg: AudioTrainConfig, *, fra
     if int(state.step) == cfg.steps:
         trained = nnx.merge(graphdef, state.params, rest)
         metrics = evaluate(tracks, trained.decoder, trained.vocoder, cfg)
-        _save(out, trained, base)
+        _save(out, trained)
         result.update(metrics)
         tmp = out / ".audio.json.tmp"
         tmp.write_text(json.dumps({"config": dataclasses.asdict(cfg), "frames": frames, "fps": fps,
@@ -262,9 +266,8 @@ def evaluate(tracks: _Soundtracks, decoder, vocoder, cfg: AudioTrainConfig) -> d
     scenes = tracks.scenes(cfg.held_out_seed, 0, cfg.held_out_clips)
     latent, mel, _ = tracks.batch(scenes)
     decoded = decode_mel(decoder, latent)
-    t = min(decoded.shape[2], mel.shape[2])
     rate = sample_rate(vocoder)
-    out = {"held_out_mel_l1": float(jnp.mean(jnp.abs(decoded[:, :, :t] - mel[:, :, :t])))}
+    out = {"held_out_mel_l1": float(_decoder_l1(decoded, mel))}
     for name, source in (("round_trip", decoded), ("vocoder", mel)):
         waves = np.asarray(vocode(vocoder, source))
         out[f"{name}_rms"] = float(np.sqrt(np.mean(np.square(waves))))  # the world's tones: 0.21
@@ -276,7 +279,7 @@ def evaluate(tracks: _Soundtracks, decoder, vocoder, cfg: AudioTrainConfig) -> d
     return out
 
 
-def _save(out: Path, model: _AudioPath, base: str | Path) -> Path:
+def _save(out: Path, model: _AudioPath) -> Path:
     """`audio.safetensors`: the decoder's and vocoder's tensors under their official file keys (float32)."""
     from ltx_jax.checkpoint.layout import LAYOUT, file_keys
     from ltx_jax.checkpoint.safetensors_file import save_file

@@ -16,7 +16,17 @@ import numpy as np
 
 from ltx_jax.nn.dsp import slaney_mel_filterbank
 
-__all__ = ["slaney_mel_filterbank", "waveform_to_mel"]
+__all__ = ["slaney_mel_filterbank", "waveform_to_mel", "stft"]
+
+
+def stft(x: jax.Array, n_fft: int, hop: int) -> jax.Array:
+    """`[..., L]` -> complex spectra `[..., 1 + (L - n_fft) // hop, n_fft // 2 + 1]` of periodic-Hann frames at
+    stride `hop` (win_length = n_fft; no padding: the caller pads)."""
+    frames = 1 + (x.shape[-1] - n_fft) // hop
+    index = hop * np.arange(frames)[:, None] + np.arange(n_fft)[None, :]  # [frames, n_fft]
+    window = (0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(n_fft) / n_fft)).astype(np.float32)  # periodic Hann
+    return jnp.fft.rfft(x[..., index] * window, axis=-1)
+
 
 @functools.partial(jax.jit, static_argnames=("sample_rate", "n_fft", "hop", "n_mels"))
 def waveform_to_mel(waveform: jax.Array, *, sample_rate: int, n_fft: int, hop: int, n_mels: int) -> jax.Array:
@@ -25,9 +35,5 @@ def waveform_to_mel(waveform: jax.Array, *, sample_rate: int, n_fft: int, hop: i
     if x.shape[-1] <= n_fft // 2:
         raise ValueError(f"waveform of {x.shape[-1]} samples is too short for n_fft={n_fft} reflect padding")
     x = jnp.pad(x, [(0, 0)] * (x.ndim - 1) + [(n_fft // 2, n_fft // 2)], mode="reflect")
-    frames = 1 + (x.shape[-1] - n_fft) // hop
-    index = hop * np.arange(frames)[:, None] + np.arange(n_fft)[None, :]  # [frames, n_fft]
-    window = (0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(n_fft) / n_fft)).astype(np.float32)  # periodic Hann
-    spectrum = jnp.fft.rfft(x[..., index] * window, axis=-1)  # [B, C, frames, n_fft // 2 + 1]
-    mel = jnp.abs(spectrum) @ slaney_mel_filterbank(sample_rate, n_fft, n_mels)
+    mel = jnp.abs(stft(x, n_fft, hop)) @ slaney_mel_filterbank(sample_rate, n_fft, n_mels)
     return jnp.log(jnp.maximum(mel, 1e-5))
