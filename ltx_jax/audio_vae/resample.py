@@ -63,11 +63,21 @@ class ConvTranspose1d(nnx.Module):
 
 def _depthwise(x: jax.Array, taps: jax.Array, *, stride: int = 1, lhs_dilation: int = 1,
                padding: tuple[int, int] = (0, 0)) -> jax.Array:
-    """The same 1-D filter `taps [k]` on every channel of `[B, L, C]` (torch `groups=C` with an expanded filter)."""
-    c = x.shape[-1]
-    w = jnp.broadcast_to(taps.astype(x.dtype)[None, None, :], (c, 1, taps.shape[0]))
-    return jax.lax.conv_general_dilated(x, w, (stride,), [padding], lhs_dilation=(lhs_dilation,),
-                                        dimension_numbers=("NWC", "OIW", "NWC"), feature_group_count=c)
+    """The same 1-D filter `taps [k]` on every channel of `[B, L, C]` (torch `groups=C` with an expanded filter):
+    cross-correlation after inserting `lhs_dilation - 1` zeros between samples and zero-padding, then every
+    `stride`-th output. Written as k shifted multiply-adds: XLA:CPU's grouped convolution (and its gradient) was
+    4.5x slower on the vocoder's training step (measured on its 16 kHz generator); on GPU both fuse."""
+    b, n, c = x.shape
+    if lhs_dilation > 1:
+        zeros = jnp.zeros((b, n, lhs_dilation - 1, c), x.dtype)
+        x = jnp.concatenate([x[:, :, None], zeros], axis=2).reshape(b, n * lhs_dilation, c)
+        x = x[:, :(n - 1) * lhs_dilation + 1]
+    x = jnp.pad(x, ((0, 0), tuple(padding), (0, 0)))
+    k = taps.shape[0]
+    size = x.shape[1] - k + 1
+    taps = taps.astype(x.dtype)
+    y = sum(taps[i] * x[:, i:i + size] for i in range(k))
+    return y[:, ::stride] if stride > 1 else y
 
 
 def upsample_1d(x: jax.Array, taps: jax.Array, ratio: int, pad: int, crop: tuple[int, int]) -> jax.Array:
