@@ -2,8 +2,9 @@
 video VAE, then the DiT (the official single-file base -> world dataset -> latent cache -> `ltx-jax train`):
 the loss falls, a run stopped and resumed continues the uninterrupted curve, the written model is the base file
 with only the transformer changed (the trained VAE is in it, bit for bit); the 8-step distillation likewise,
-moving only linear weights; and the packaged default: the teacher in bf16, the student as an official LoRA that
-reproduces it, the manifest's sizes, hashes, recipe, curves and adherence counts."""
+moving only linear weights; the audio stage (decoder + vocoder) likewise resumes on its curve; and the packaged
+default: the teacher in bf16 with the audio stage's decoder and vocoder (and vocoder config), the student as an
+official LoRA that reproduces it, the manifest's sizes, hashes, recipe, curves and adherence counts."""
 
 from __future__ import annotations
 
@@ -29,12 +30,15 @@ shutil.copytree(root / "whole" / "vae", root / "resumed" / "vae")
 shutil.copytree(root / "whole" / "dit", root / "resumed" / "dit", ignore=lambda d, names: ["train"] if d == str(
     root / "whole" / "dit") else [])
 first = reproduce(root / "resumed", tiny, stop_after={"dit": 6}, **quiet)
+audio = reproduce(root / "resumed", tiny, stop_after={"audio": 3}, **quiet)
 second = reproduce(root / "resumed", tiny, stop_after={"distill": 3}, **quiet)
 third = reproduce(root / "resumed", tiny, until="distill", **quiet)
-steps = lambda r, stage: r["stages"].get(stage, {}).get("steps")
-print(json.dumps({"whole": [steps(whole, "dit"), steps(whole, "distill")], "finished": whole["finished"],
+steps = lambda r, stage: r["stages"].get(stage, {}).get("steps") or r["stages"].get(stage, {}).get("step")
+print(json.dumps({"whole": [steps(whole, s) for s in ("dit", "audio", "distill")], "finished": whole["finished"],
                   "first": [steps(first, "dit"), steps(first, "distill"), "model" in first["stages"]["dit"]],
-                  "second": [steps(second, "dit"), steps(second, "distill"), "student" in second["stages"]["distill"]],
+                  "audio": [steps(audio, s) for s in ("dit", "audio", "distill")],
+                  "second": [steps(second, "audio"), steps(second, "distill"),
+                             "student" in second["stages"]["distill"]],
                   "third": [steps(third, "dit"), steps(third, "distill"), third["finished"]],
                   "manifest": whole["manifest"]}))
 """
@@ -65,10 +69,12 @@ def test_loss_falls(runs):
 
 def test_resumed_run_continues_the_same_curve(runs):
     root, out = runs
-    assert out["whole"] == [16, 10] and out["finished"]
-    # call 1 stops the DiT at 6 (no model written); call 2 finishes it and stops distillation at 3 (no student);
-    # call 3 skips the finished DiT and finishes distillation, then stops before packaging (until="distill")
-    assert out["first"] == [6, None, False] and out["second"] == [16, 3, False] and out["third"] == [None, 10, False]
+    assert out["whole"] == [16, 4, 10] and out["finished"]
+    # call 1 stops the DiT at 6 (no model written); call 2 finishes it and stops the audio stage at 3; call 3
+    # finishes the audio stage and stops distillation at 3 (no student); call 4 skips the finished stages and
+    # finishes distillation, then stops before packaging (until="distill")
+    assert out["first"] == [6, None, False] and out["audio"] == [16, 3, None]
+    assert out["second"] == [4, 3, False] and out["third"] == [None, 10, False]
     # the interrupted run checkpoints its last step (6, between the every-4 saves) and the resume starts there
     np.testing.assert_allclose(_curve(root / "resumed" / "dit"), _curve(root / "whole" / "dit"), rtol=0, atol=1e-6)
 
@@ -106,6 +112,18 @@ def test_distillation_loss_falls_and_resumes_on_the_same_curve(runs):
     np.testing.assert_allclose(curve("resumed"), whole, rtol=0, atol=1e-6)
 
 
+def test_audio_stage_resumes_on_the_same_curve(runs):
+    root, _ = runs
+
+    def curve(name):
+        return [json.loads(line) for line in (root / name / "audio" / "loss.jsonl").read_text().splitlines()]
+
+    whole = curve("whole")
+    assert [r["step"] for r in whole] == [1, 2, 3, 4] and np.isfinite([r["loss"] for r in whole]).all()
+    assert whole[-1]["loss"] < 0.9 * whole[0]["loss"], whole  # measured: 27.4 -> 22.0
+    np.testing.assert_allclose([r["loss"] for r in curve("resumed")], [r["loss"] for r in whole], rtol=0, atol=1e-6)
+
+
 def test_student_moves_only_linear_weights_of_the_teacher(runs):
     from safetensors.numpy import load_file
 
@@ -135,20 +153,32 @@ def test_packaged_default_is_the_teacher_in_bf16_with_a_manifest(runs):
         data = (default / name).read_bytes()
         assert entry == {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}, name
     assert manifest["total_bytes"] == sum(e["bytes"] for e in manifest["files"].values())
+    from ltx_jax.checkpoint.safetensors_file import SafetensorsFile
+    from ltx_jax.world.package import AUDIO_PARTS
+
     teacher = load_file(str(root / "whole" / "dit" / "train" / "model.safetensors"))
+    audio = load_file(str(root / "whole" / "audio" / "audio.safetensors"))
     packed = load_file(str(default / "model.safetensors"))
-    assert set(packed) == set(teacher)
-    for key, value in teacher.items():
+    # the teacher's tensors but the audio decoder's and the vocoder's, which are the audio stage's
+    assert set(packed) == {k for k in teacher if not k.startswith(AUDIO_PARTS)} | set(audio)
+    assert any(k.startswith("audio_vae.decoder.") for k in audio) and any(k.startswith("vocoder.") for k in audio)
+    for key in packed:
+        value = audio[key] if key.startswith(AUDIO_PARTS) else teacher[key]
         assert packed[key].dtype == ml_dtypes.bfloat16, key
         assert np.array_equal(packed[key], value.astype(ml_dtypes.bfloat16)), key
+    with SafetensorsFile(default / "model.safetensors") as f:
+        vocoder = json.loads(f.metadata["config"])["vocoder"]["vocoder"]
+    assert vocoder["upsample_rates"] == [10, 16] and vocoder["upsample_initial_channel"] == 128
     a = manifest["adherence"]  # 2 held-out prompts: dev at 2 steps with CFG (2 passes), the student at 8 sigmas
     assert (a["dev"]["transformer_evaluations"], a["student"]["transformer_evaluations"]) == (4, 8)
-    assert set(a["dev"]["scores"]) == {"colour", "shape", "direction"}
+    assert set(a["dev"]["scores"]) == {"colour", "shape", "direction", "pitch"}
     assert manifest["recipe"]["dit"]["steps"] == 16 and manifest["data_seeds"] == {"train": 0, "vae_train": 0,
                                                                                    "held_out": 1000}
     assert len(manifest["code"]["at_training_start"]["sources_sha256"]) == 64
     curves = manifest["loss_curves"]
-    assert [len(c) for c in curves.values()] == [1, 2, 1]  # 2 VAE steps, 16 DiT logs (10 per row), 10 distill steps
+    # 2 VAE steps, 16 DiT logs (10 per row), 10 distill steps, 4 audio steps (50 per row)
+    assert [len(c) for c in curves.values()] == [1, 2, 1, 1]
+    assert manifest["audio"]["config"]["steps"] == 4 and "held_out_mel_l1" in manifest["audio"]
 
 
 def test_distilled_lora_turns_the_teacher_into_the_student(runs):
@@ -204,3 +234,22 @@ def test_caption_contexts_hold_one_repeated_vector_past_the_caption(runs):
             spread = np.abs(tail - tail.mean(0)).max() / np.linalg.norm(tail, axis=-1).mean()
             assert spread < 1e-3, (name, spread)
             assert np.abs(ctx[:8] - tail[0]).max() > 0.1  # the caption's positions differ from it
+
+
+def test_audio_swap_refuses_a_file_with_other_tensors(tmp_path):
+    """`package._bf16_copy(audio=...)` replaces only the audio decoder and vocoder: an audio file holding anything
+    else (here a DiT weight) is refused by name, and nothing is written."""
+    from safetensors.numpy import save_file
+
+    from ltx_jax.world.package import _bf16_copy
+
+    config = json.dumps({"vocoder": {"vocoder": {"upsample_rates": [10, 16]}}})
+    save_file({"model.diffusion_model.proj_out.weight": np.ones((2, 2), np.float32),
+               "vocoder.vocoder.conv_pre.weight": np.ones((2, 2), np.float32)}, str(tmp_path / "m.safetensors"),
+              metadata={"config": config})
+    save_file({"vocoder.vocoder.conv_pre.weight": np.zeros((2, 2), np.float32),
+               "model.diffusion_model.proj_out.weight": np.zeros((2, 2), np.float32)},
+              str(tmp_path / "a.safetensors"), metadata={"config": config})
+    with pytest.raises(ValueError, match="proj_out.weight"):
+        _bf16_copy(tmp_path / "m.safetensors", tmp_path / "out.safetensors", audio=tmp_path / "a.safetensors")
+    assert not (tmp_path / "out.safetensors").exists()

@@ -29,6 +29,7 @@ class AdherenceRun:
     #                            official distilled sigmas at full size, CFG = 1 (distilled-one-stage)
     steps: int = 30            # dev only
     cfg: float = 3.0           # video CFG scale (dev only; CFG = 1 means no unconditional pass)
+    audio_cfg: float = 7.0     # audio CFG scale (dev only; from the same unconditional pass), the official default
     frames: int = 9
     height: int = 64
     width: int = 64
@@ -69,15 +70,17 @@ def generate_world(checkpoint: str | os.PathLike, gemma: str | os.PathLike, capt
     empty = TextContext(video=jnp.asarray(contexts[-1][0][None]), audio=jnp.asarray(contexts[-1][1][None]))
     cfg = run.cfg if run.pipeline == "dev" else 1.0
     video = GuiderParams(cfg_scale=cfg)
+    audio = GuiderParams(cfg_scale=run.audio_cfg if run.pipeline == "dev" else 1.0)
+    guided = cfg != 1.0 or audio.cfg_scale != 1.0  # one unconditional pass serves both streams
     steps = run.steps if run.pipeline == "dev" else len(DISTILLED_STAGE1_SIGMAS) - 1
-    evals = steps * (2 if cfg != 1.0 else 1)
+    evals = steps * (2 if guided else 1)
     out = []
     for i, (v, a) in enumerate(contexts[:-1]):
         prompt = Prompt(positive=TextContext(video=jnp.asarray(v[None]), audio=jnp.asarray(a[None])),
-                        negative=empty if cfg != 1.0 else None)
+                        negative=empty if guided else None)
         request = Request(frames=run.frames, height=run.height, width=run.width, fps=run.fps, seed=run.seed + i)
         if run.pipeline == "dev":
-            gen = dev_one_stage(models, prompt, request, steps=run.steps, video=video, audio=GuiderParams())
+            gen = dev_one_stage(models, prompt, request, steps=run.steps, video=video, audio=audio)
         else:
             gen = distilled_one_stage(models, prompt, request)
         out.append({"frames": gen.frames_uint8(),

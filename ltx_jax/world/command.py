@@ -181,16 +181,17 @@ def add_default_parser(sub) -> None:
     d = Recipe()
     p = sub.add_parser("world-default", help="reproduce the embedded default from scratch: every stage, packaged",
                        description="The one command behind ltx_jax/data/world_default (issue 17): trains the video "
-                                   "VAE, the dev DiT and its 8-step student on the synthetic world, packages them "
-                                   "(bf16 official file + distilled LoRA + tiny Gemma + manifest) in OUT/default "
-                                   "and measures their prompt adherence. Every stage resumes when re-run. About "
-                                   "90 min on 2 CPU cores at the defaults.")
-    p.add_argument("--out", required=True, help="run folder (vae/, dit/, distill/, default/, recipe.json)")
+                                   "VAE, the dev DiT, the audio decoder + vocoder and the 8-step student on the "
+                                   "synthetic world, packages them (bf16 official file + distilled LoRA + tiny "
+                                   "Gemma + manifest) in OUT/default and measures their prompt adherence. Every "
+                                   "stage resumes when re-run. About 105 min on 2 CPU cores at the defaults.")
+    p.add_argument("--out", required=True, help="run folder (vae/, dit/, audio/, distill/, default/, recipe.json)")
     p.add_argument("--install", nargs="?", const="package", metavar="DIR",
                    help="copy OUT/default here when done (no DIR: the package's ltx_jax/data/world_default)")
     p.add_argument("--tiny", action="store_true", help="a few steps of each stage at 9x32x32 (a smoke run)")
     p.add_argument("--vae-steps", type=int, default=d.vae.steps)
     p.add_argument("--dit-steps", type=int, default=d.dit.steps)
+    p.add_argument("--audio-steps", type=int, default=d.audio.steps)
     p.add_argument("--distill-steps", type=int, default=d.distill.steps)
     p.add_argument("--prompts", type=int, default=d.prompts, help="held-out prompts of the adherence check (0: skip)")
     p.set_defaults(func=run_default)
@@ -209,6 +210,8 @@ def run_default(args: argparse.Namespace) -> int:
         if not args.tiny:
             r = dataclasses.replace(r, vae=dataclasses.replace(r.vae, steps=args.vae_steps),
                                     dit=dataclasses.replace(r.dit, steps=args.dit_steps),
+                                    audio=dataclasses.replace(r.audio, steps=args.audio_steps,
+                                                              warmup_steps=min(r.audio.warmup_steps, args.audio_steps)),
                                     distill=dataclasses.replace(r.distill, steps=args.distill_steps),
                                     prompts=args.prompts)
         install = DEFAULT_DIR if args.install == "package" else args.install

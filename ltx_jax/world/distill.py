@@ -7,8 +7,9 @@ combined with the multi-step teacher targets of consistency distillation (Song e
 training clips and their captions,
   1. pick a grid interval [s_i, s_{i+1}] per sample and noise the clean latents to s_i (the forward process,
      whose marginal a flow ODE preserves, as consistency distillation does);
-  2. the frozen teacher integrates from s_i to s_{i+1} with `substeps` guided Euler steps (video CFG
-     `cfg` against the empty prompt, the audio stream unguided, as the dev pipeline runs it);
+  2. the frozen teacher integrates from s_i to s_{i+1} with `substeps` guided Euler steps (CFG against the
+     empty prompt, `cfg` on the video stream and `audio_cfg` on the audio stream, both from the same
+     unconditional pass, as the dev pipeline runs it);
   3. the student, initialized from the teacher, must land on the same point with ONE Euler step without
      guidance: its velocity is regressed onto (x_teacher(s_{i+1}) - x(s_i)) / (s_{i+1} - s_i).
 By default only the weights of the linear layers are trained (`trainable="linear"`): biases, norms and the AdaLN
@@ -46,6 +47,7 @@ class DistillConfig:
     learning_rate: float = 2e-4
     warmup_steps: int = 20
     cfg: float = 3.0
+    audio_cfg: float = 7.0      # the official dev defaults: video CFG 3, audio CFG 7
     substeps: int = 4
     seed: int = 0
     checkpoint_every: int = 200
@@ -86,9 +88,9 @@ def _double(batch: Batch) -> Batch:
                          audio_positions=jnp.concatenate([batch.audio_positions] * 2))
 
 
-@partial(jax.jit, static_argnames=("graphdef", "optim", "cfg", "substeps"))
+@partial(jax.jit, static_argnames=("graphdef", "optim", "cfg", "audio_cfg", "substeps"))
 def _step(state: TrainState, teacher, rest, batch: Batch, empty_v, empty_a, *, graphdef, optim: OptimConfig,
-          cfg: float, substeps: int):
+          cfg: float, audio_cfg: float, substeps: int):
     grid = jnp.asarray(DISTILLED_STAGE1_SIGMAS, jnp.float32)
     key = jax.random.fold_in(jax.random.wrap_key_data(state.key), state.step)
     k_i, k_v, k_a = jax.random.split(key, 3)
@@ -110,8 +112,9 @@ def _step(state: TrainState, teacher, rest, batch: Batch, empty_v, empty_a, *, g
                        jnp.concatenate([sa, sa]), doubled, ctx_v, ctx_a)
         cond_v, uncond_v = pv[:b], pv[b:]
         vel_v = cond_v + (cfg - 1.0) * (cond_v - uncond_v)
+        vel_a = pa[:b] + (audio_cfg - 1.0) * (pa[:b] - pa[b:])
         dt = (sb - sa)[:, None, None]
-        return v + dt * vel_v, a + dt * pa[:b]
+        return v + dt * vel_v, a + dt * vel_a
 
     tv, ta = jax.lax.fori_loop(0, substeps, teacher_substep, (xv, xa))
     tv, ta = jax.lax.stop_gradient(tv), jax.lax.stop_gradient(ta)
@@ -162,7 +165,7 @@ def distill(stage2: str | Path, out: str | Path, cfg: DistillConfig, *, stop_aft
 
     def step(state: TrainState, s: int):
         state, metrics = _step(state, teacher, rest, data.batch(s), empty_v, empty_a, graphdef=graphdef,
-                               optim=optim, cfg=cfg.cfg, substeps=cfg.substeps)
+                               optim=optim, cfg=cfg.cfg, audio_cfg=cfg.audio_cfg, substeps=cfg.substeps)
         return state, metrics
 
     state, losses, seconds = run_steps(out, state, record, step, total=cfg.steps, save_every=cfg.checkpoint_every,

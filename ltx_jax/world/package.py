@@ -3,7 +3,8 @@
 No ltx_core counterpart. `package(run, out)` writes the folder `ltx_jax/data/world_default` holds:
   model.safetensors          the dev model: the official single-file layout (DiT, connectors, video VAE, audio VAE,
                              vocoder, the config in the metadata), every float tensor in bf16 as the official
-                             files ship
+                             files ship; the audio VAE decoder and the vocoder (and its config) are the audio
+                             stage's
   distilled-lora.safetensors the 8-step student as an official-layout LoRA on the dev model (`--lora`, strength 1),
                              as Lightricks ship their distilled model: for each linear weight the student moved,
                              the full-rank SVD factors of (student - teacher) in bf16. Only linear weights may
@@ -17,6 +18,7 @@ Written into a hidden sibling folder and renamed, so a failure leaves nothing ha
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import shutil
@@ -26,11 +28,16 @@ from pathlib import Path
 import ml_dtypes
 import numpy as np
 
+from ltx_jax.world.train_audio import AUDIO_FILE
+
 __all__ = ["DEFAULT_DIR", "package", "code_fingerprint", "lora_from_student", "file_table", "curve"]
 
 DEFAULT_DIR = Path(__file__).resolve().parent.parent / "data" / "world_default"
 MODEL, LORA, GEMMA, MANIFEST = "model.safetensors", "distilled-lora.safetensors", "gemma", "manifest.json"
 _PREFIX = "model.diffusion_model."
+AUDIO_PARTS = ("audio_vae.decoder.", "vocoder.")  # what the audio stage (`world.train_audio`) replaces
+AUDIO_CURVE_KEYS = ("loss", "mel_l1", "vocoder_wave_l1", "vocoder_convergence")
+AUDIO_CURVE = "audio (step, loss, decoder log-mel L1, vocoder waveform L1 x weight, spectral convergence)"
 _BF16 = np.dtype(ml_dtypes.bfloat16)
 
 
@@ -63,17 +70,31 @@ def file_table(folder: Path) -> dict[str, dict]:
             for p in sorted(folder.rglob("*")) if p.is_file() and p.name != MANIFEST}
 
 
-def _bf16_copy(src: Path, dst: Path) -> None:
+def _bf16_copy(src: Path, dst: Path, audio: Path | None = None) -> None:
+    """`src` with every float tensor in bf16. With `audio` (a `world.train_audio` file): its audio VAE decoder and
+    vocoder replace `src`'s (every key under `AUDIO_PARTS`), and its config's vocoder entry `src`'s."""
     from ltx_jax.checkpoint.safetensors_file import SafetensorsFile, save_file
 
-    with SafetensorsFile(src) as f:
+    with contextlib.ExitStack() as files:
+        f = files.enter_context(SafetensorsFile(src))
+        owner = {k: f for k in f}
+        metadata = dict(f.metadata)
+        if audio is not None:
+            a = files.enter_context(SafetensorsFile(audio))
+            stray = [k for k in a if not k.startswith(AUDIO_PARTS)]
+            if stray:
+                raise ValueError(f"{audio}: holds tensors outside the audio decoder and vocoder, e.g. {stray[:3]}")
+            owner = {k: v for k, v in owner.items() if not k.startswith(AUDIO_PARTS)} | {k: a for k in a}
+            config = json.loads(metadata["config"])
+            config["vocoder"] = json.loads(a.metadata["config"])["vocoder"]
+            metadata["config"] = json.dumps(config)
         shapes, writers = {}, {}
-        for key in f:
-            info = f.info(key)
+        for key in sorted(owner):
+            info = owner[key].info(key)
             dtype = _BF16 if np.issubdtype(info.numpy_dtype, np.floating) else info.numpy_dtype
             shapes[key] = (tuple(info.shape), dtype)
-            writers[key] = lambda key=key, dtype=dtype: np.asarray(f[key]).astype(dtype)
-        save_file(writers, dst, f.metadata, shapes=shapes)
+            writers[key] = lambda key=key, dtype=dtype: np.asarray(owner[key][key]).astype(dtype)
+        save_file(writers, dst, metadata, shapes=shapes)
 
 
 def lora_from_student(teacher: Path, student: Path, dst: Path, *, dtype=_BF16) -> dict:
@@ -132,7 +153,7 @@ def curve(path: Path, window: int, keys: tuple[str, ...] = ("loss",)) -> list[li
 
 def package(run: str | Path, out: str | Path = DEFAULT_DIR, *, adherence: dict | None = None,
             overwrite: bool = False) -> dict:
-    """Package the finished reproduce run `run` (`recipe.json`, `vae/`, `dit/`, `distill/`) into `out`.
+    """Package the finished reproduce run `run` (`recipe.json`, `vae/`, `dit/`, `audio/`, `distill/`) into `out`.
 
     Returns the manifest. Raises FileExistsError when `out` exists (unless `overwrite`), FileNotFoundError when a
     stage of `run` is not finished, ValueError from `lora_from_student`.
@@ -141,6 +162,7 @@ def package(run: str | Path, out: str | Path = DEFAULT_DIR, *, adherence: dict |
     needed = {"recipe": run / "recipe.json", "vae": run / "vae" / "video_vae.json",
               "teacher": run / "dit" / "train" / "model.safetensors",
               "student": run / "distill" / "student.safetensors",
+              "audio": run / "audio" / "audio.json",
               "gemma": run / "dit" / "gemma"}
     missing = [f"{k} ({p})" for k, p in needed.items() if not p.exists()]
     if missing:
@@ -151,7 +173,7 @@ def package(run: str | Path, out: str | Path = DEFAULT_DIR, *, adherence: dict |
     shutil.rmtree(stage, ignore_errors=True)
     stage.mkdir(parents=True)
     try:
-        _bf16_copy(needed["teacher"], stage / MODEL)
+        _bf16_copy(needed["teacher"], stage / MODEL, audio=run / "audio" / AUDIO_FILE)
         lora = lora_from_student(needed["teacher"], needed["student"], stage / LORA)
         shutil.copytree(needed["gemma"], stage / GEMMA)
         recipe = json.loads(needed["recipe"].read_text())
@@ -165,12 +187,14 @@ def package(run: str | Path, out: str | Path = DEFAULT_DIR, *, adherence: dict |
                                                        "held_out": recipe["recipe"]["vae"]["held_out_seed"]},
             "stages": stages,
             "video_vae": json.loads(needed["vae"].read_text()),
+            "audio": json.loads(needed["audio"].read_text()),
             "loss_curves": {
                 "video_vae": curve(run / "vae" / "loss.jsonl", 50),
                 "dit (step, loss, video, audio; logged every 10 steps, mean of 10 logs)":
                     curve(run / "dit" / "train" / "log.jsonl", 10, ("loss", "loss_video", "loss_audio")),
                 "distill (step, loss, video, audio)": curve(run / "distill" / "loss.jsonl", 50,
-                                                            ("loss", "video", "audio"))},
+                                                            ("loss", "video", "audio")),
+                AUDIO_CURVE: curve(run / "audio" / "loss.jsonl", 50, AUDIO_CURVE_KEYS)},
             "distilled_lora": lora,
             "adherence": adherence,
             "code": {"at_training_start": recipe.get("code"), "at_packaging": code_fingerprint()},
@@ -179,6 +203,42 @@ def package(run: str | Path, out: str | Path = DEFAULT_DIR, *, adherence: dict |
         (stage / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
         if out.exists():
             shutil.rmtree(out)
+        stage.rename(out)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    return manifest
+
+
+def with_audio(default: str | Path, audio_run: str | Path, out: str | Path, *, provenance: str) -> dict:
+    """`default` (a packaged folder) with the finished audio stage `audio_run` (`world.train_audio`) swapped in,
+    written to `out` (refused if it exists): model.safetensors rewritten by `_bf16_copy(audio=...)` (only the audio
+    decoder, the vocoder and its config change), the LoRA and Gemma copied; in the manifest the file table, the
+    audio recipe, metrics and loss curve, the code at packaging and `provenance` (appended) are updated, and the
+    adherence is dropped (it has to be measured again). For a default packaged before the audio stage existed.
+    Returns the new manifest."""
+    default, audio_run, out = Path(default), Path(audio_run), Path(out)
+    if not (audio_run / "audio.json").exists():
+        raise FileNotFoundError(f"{audio_run}: not a finished audio stage (no audio.json)")
+    if out.exists():
+        raise FileExistsError(f"{out}: already exists")
+    manifest = json.loads((default / MANIFEST).read_text())
+    stage = out.with_name(f".{out.name}.partial")
+    shutil.rmtree(stage, ignore_errors=True)
+    stage.mkdir(parents=True)
+    try:
+        _bf16_copy(default / MODEL, stage / MODEL, audio=audio_run / AUDIO_FILE)
+        shutil.copy2(default / LORA, stage / LORA)
+        shutil.copytree(default / GEMMA, stage / GEMMA)
+        audio = json.loads((audio_run / "audio.json").read_text())
+        files = file_table(stage)
+        manifest.update(files=files, total_bytes=sum(f["bytes"] for f in files.values()), audio=audio,
+                        adherence=None)
+        manifest["recipe"]["audio"] = audio["config"]
+        manifest["stages"]["audio"] = audio["seconds_of_last_call"]
+        manifest["loss_curves"][AUDIO_CURVE] = curve(audio_run / "loss.jsonl", 50, AUDIO_CURVE_KEYS)
+        manifest["code"]["at_audio_packaging"] = code_fingerprint()
+        manifest["provenance"] = " ".join(p for p in (manifest.get("provenance"), provenance) if p)
+        (stage / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
         stage.rename(out)
     finally:
         shutil.rmtree(stage, ignore_errors=True)

@@ -3,12 +3,15 @@
 No ltx_core counterpart. `reproduce(out, recipe)` runs, each stage resumable and skipped once finished:
   1. `vae/`      the video VAE on the world (`world.train_vae`);
   2. `dit/`      the dev DiT on the world with flow matching and caption dropout (`world.train_dit`);
-  3. `distill/`  the 8-step CFG-free student (`world.distill`, linear weights only);
-  4. `default/`  the packaged files (`world.package`), then the prompt adherence of the packaged dev model and its
+  3. `audio/`    the audio VAE decoder and the vocoder, for the DiT's (still random) audio encoder
+                 (`world.train_audio`);
+  4. `distill/`  the 8-step CFG-free student (`world.distill`, linear weights only);
+  5. `default/`  the packaged files (`world.package`), then the prompt adherence of the packaged dev model and its
                  LoRA student on `recipe.prompts` held-out prompts, written into the manifest;
 and, when asked, copies `default/` to the package's data folder. `recipe.json` pins the recipe and the source
 code's fingerprint at the start; a folder started with another recipe is refused. `stages.json` records each
-stage's seconds. Measured on the 2-core CPU machine: VAE 25 + DiT 51 + distillation 12 + adherence 1.5 min.
+stage's seconds. Measured on the 2-core CPU machine: VAE 25 + DiT 51 + audio 16 + distillation 12 + adherence
+1.5 min.
 """
 
 from __future__ import annotations
@@ -21,22 +24,26 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from ltx_jax.world.distill import DistillConfig
+from ltx_jax.world.package import MANIFEST
+from ltx_jax.world.train_audio import AudioTrainConfig
 from ltx_jax.world.train_dit import DiTTrainConfig
 from ltx_jax.world.train_vae import VAETrainConfig
 
-__all__ = ["Recipe", "reproduce", "STAGES"]
+__all__ = ["Recipe", "reproduce", "add_audio", "STAGES"]
 
-STAGES = ("vae", "dit", "distill")
+STAGES = ("vae", "dit", "audio", "distill")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Recipe:
     vae: VAETrainConfig = dataclasses.field(default_factory=VAETrainConfig)
     dit: DiTTrainConfig = dataclasses.field(default_factory=DiTTrainConfig)
+    audio: AudioTrainConfig = dataclasses.field(default_factory=AudioTrainConfig)
     distill: DistillConfig = dataclasses.field(default_factory=DistillConfig)
     prompts: int = 64          # held-out prompts of the adherence check (0: none)
     dev_steps: int = 32        # the dev model's sampler in that check: steps and video CFG
     dev_cfg: float = 3.0
+    dev_audio_cfg: float = 7.0  # the official dev defaults: video CFG 3, audio CFG 7
 
     def __post_init__(self):
         if self.prompts < 0 or self.dev_steps < 1:
@@ -49,6 +56,7 @@ class Recipe:
                                       batch=2, steps=2, warmup_steps=1, save_every=2, held_out_clips=8),
                    dit=DiTTrainConfig(clips=8, layers=2, steps=16, batch=4, learning_rate=3e-3, warmup_steps=2,
                                       checkpoint_every=4, log_every=1, caption_dropout_p=0.25),
+                   audio=AudioTrainConfig(steps=4, batch=2, warmup_steps=1, save_every=2, held_out_clips=2),
                    distill=DistillConfig(steps=10, batch=4, learning_rate=1e-3, warmup_steps=1, substeps=1,
                                          checkpoint_every=5),
                    prompts=2, dev_steps=2)
@@ -59,8 +67,8 @@ class Recipe:
     @classmethod
     def from_json(cls, d: Mapping) -> Recipe:
         return cls(vae=VAETrainConfig(**d["vae"]), dit=DiTTrainConfig(**d["dit"]),
-                   distill=DistillConfig(**d["distill"]),
-                   **{k: v for k, v in d.items() if k not in ("vae", "dit", "distill")})
+                   audio=AudioTrainConfig(**d["audio"]), distill=DistillConfig(**d["distill"]),
+                   **{k: v for k, v in d.items() if k not in ("vae", "dit", "audio", "distill")})
 
 
 def _pin(out: Path, recipe: Recipe) -> None:
@@ -87,7 +95,8 @@ def _record(out: Path, name: str, seconds: float) -> None:
 
 
 def adherence(default: Path, recipe: Recipe, log: Callable[[str], None]) -> dict:
-    """The packaged dev model (`recipe.dev_steps`, CFG `recipe.dev_cfg`) and its LoRA student (8 distilled sigmas,
+    """The packaged dev model (`recipe.dev_steps`, CFG `recipe.dev_cfg` on the video and `recipe.dev_audio_cfg` on
+    the audio) and its LoRA student (8 distilled sigmas,
     CFG 1) on the first `recipe.prompts` held-out prompts (world seed `recipe.vae.held_out_seed`)."""
     from ltx_jax.world.adherence import AdherenceRun, generate_world, held_out_scenes, score
     from ltx_jax.world.package import GEMMA, LORA, MODEL
@@ -97,18 +106,62 @@ def adherence(default: Path, recipe: Recipe, log: Callable[[str], None]) -> dict
     captions = [s.caption for s in scenes]
     size = dict(frames=v.frames, height=v.height, width=v.width)
     report = {"prompts": recipe.prompts, "world_seed": v.held_out_seed}
-    for name, run, loras in (("dev", AdherenceRun(steps=recipe.dev_steps, cfg=recipe.dev_cfg, **size), ()),
+    for name, run, loras in (("dev", AdherenceRun(steps=recipe.dev_steps, cfg=recipe.dev_cfg,
+                                                  audio_cfg=recipe.dev_audio_cfg, **size), ()),
                              ("student", AdherenceRun(pipeline="distilled", **size), ((default / LORA, 1.0),))):
         t0 = time.perf_counter()
         clips, evals = generate_world(default / MODEL, default / GEMMA, captions, run, loras=loras)
-        result = score(scenes, clips, with_audio=False)
-        report[name] = {"pipeline": run.pipeline, "steps": run.steps if name == "dev" else 8,
-                        "cfg": run.cfg if name == "dev" else 1.0, "transformer_evaluations": evals,
+        result = score(scenes, clips, with_audio=True)
+        dev = name == "dev"
+        report[name] = {"pipeline": run.pipeline, "steps": run.steps if dev else 8, "cfg": run.cfg if dev else 1.0,
+                        "audio_cfg": run.audio_cfg if dev else 1.0, "transformer_evaluations": evals,
                         "scores": result["scores"], "seconds": round(time.perf_counter() - t0, 1)}
         log(f"adherence {name}: {report[name]['scores']} at {evals} evaluations")
     report["evaluation_ratio"] = report["dev"]["transformer_evaluations"] / report["student"]["transformer_evaluations"]
-    report["note"] = "pitch is not scored: the audio VAE and vocoder are not trained yet"
     return report
+
+
+def _install(default: Path, install: Path, log: Callable[[str], None]) -> None:
+    stage = install.with_name(f".{install.name}.partial")
+    shutil.rmtree(stage, ignore_errors=True)
+    shutil.copytree(default, stage)
+    if install.exists():
+        shutil.rmtree(install)
+    stage.rename(install)
+    log(f"installed the default in {install}")
+
+
+def _measure(default: Path, recipe: Recipe, out: Path, log: Callable[[str], None]) -> dict:
+    """The packaged `default`'s manifest with its adherence measured (`adherence`) and the stage times of `out`."""
+    manifest = json.loads((default / MANIFEST).read_text())
+    t0 = time.perf_counter()
+    manifest["adherence"] = adherence(default, recipe, log)
+    _record(out, "adherence", time.perf_counter() - t0)
+    manifest["stages"] = {**manifest.get("stages", {}), **json.loads((out / "stages.json").read_text())}
+    tmp = default / ".manifest.json.tmp"
+    tmp.write_text(json.dumps(manifest, indent=1) + "\n")
+    tmp.replace(default / MANIFEST)
+    return manifest
+
+
+def add_audio(audio_run: str | Path, *, install: str | Path | None = None, log: Callable[[str], None] = print) -> dict:
+    """The embedded default as installed (packaged before the audio stage existed) with the finished audio stage
+    `audio_run` (`world.train_audio`, run on the default's own model file) swapped in: `package.with_audio` into
+    `audio_run/default`, its adherence measured again (pitch now scored) and, when asked, installed."""
+    from ltx_jax.world.package import DEFAULT_DIR, with_audio
+
+    audio_run = Path(audio_run)
+    default = audio_run / "default"
+    if not (default / MANIFEST).exists():
+        with_audio(DEFAULT_DIR, audio_run, default, provenance=(
+            "The audio stage ran later on the packaged model file (`python -m ltx_jax.world.train_audio`), its "
+            "decoder and vocoder swapped in by `world.recipe.add_audio`; the adherence was measured again."))
+    manifest = json.loads((default / MANIFEST).read_text())
+    if manifest.get("adherence") is None:
+        manifest = _measure(default, Recipe.from_json(manifest["recipe"]), audio_run, log)
+    if install is not None:
+        _install(default, Path(install), log)
+    return manifest
 
 
 def reproduce(out: str | Path, recipe: Recipe, *, stop_after: Mapping[str, int] | None = None,
@@ -127,7 +180,8 @@ def reproduce(out: str | Path, recipe: Recipe, *, stop_after: Mapping[str, int] 
         "manifest"}.
     """
     from ltx_jax.world.distill import distill
-    from ltx_jax.world.package import MANIFEST, package
+    from ltx_jax.world.package import package
+    from ltx_jax.world.train_audio import train_audio
     from ltx_jax.world.train_dit import train_dit
     from ltx_jax.world.train_vae import load_trained, train_video_vae, video_vae_config
 
@@ -160,6 +214,15 @@ def reproduce(out: str | Path, recipe: Recipe, *, stop_after: Mapping[str, int] 
             return summary
     if until == "dit":
         return summary
+    if not (out / "audio" / "audio.json").exists():
+        v = recipe.vae
+        r = timed("audio", lambda: train_audio(out / "audio", out / "dit" / "train" / "model.safetensors",
+                                               recipe.audio, frames=v.frames, height=v.height, width=v.width,
+                                               stop_after=stop_after.get("audio"), log=log))
+        if r["step"] < recipe.audio.steps:
+            return summary
+    if until == "audio":
+        return summary
     if not (out / "distill" / "student.safetensors").exists():
         r = timed("distill", lambda: distill(out / "dit", out / "distill", recipe.distill,
                                              stop_after=stop_after.get("distill"), log=log))
@@ -172,19 +235,8 @@ def reproduce(out: str | Path, recipe: Recipe, *, stop_after: Mapping[str, int] 
         timed("package", lambda: package(out, default, overwrite=True)["total_bytes"])
     manifest = json.loads((default / MANIFEST).read_text())
     if recipe.prompts and manifest.get("adherence") is None:
-        manifest["adherence"] = timed("adherence", lambda: adherence(default, recipe, log))
-        manifest["stages"] = json.loads((out / "stages.json").read_text())
-        tmp = default / ".manifest.json.tmp"
-        tmp.write_text(json.dumps(manifest, indent=1) + "\n")
-        tmp.replace(default / MANIFEST)
+        manifest = _measure(default, recipe, out, log)
     if install is not None:
-        install = Path(install)
-        stage = install.with_name(f".{install.name}.partial")
-        shutil.rmtree(stage, ignore_errors=True)
-        shutil.copytree(default, stage)
-        if install.exists():
-            shutil.rmtree(install)
-        stage.rename(install)
-        log(f"installed the default in {install}")
+        _install(default, Path(install), log)
     summary.update(finished=True, default=str(default), manifest=manifest)
     return summary

@@ -1,25 +1,27 @@
-"""Probe: train the world's audio VAE decoder and vocoder (issue 17's audio path) on a packaged default. Not yet
-part of `world-default`: the decoder learns, the vocoder does not (README "Training the embedded default").
-
-    python experiments/world_audio.py --out runs/audio [--steps 600 --lr 2e-3 --exact-targets]  # JSON on stdout
+"""Stage 2b of the embedded default (issue 17): the world's audio VAE decoder and vocoder, trained after the DiT.
 
 No ltx_core counterpart (ltx-core ships no audio VAE or vocoder training). The modules are the checkpoint's own
-LTX-2.3 layouts, loaded from `--base` (default: the embedded default's model) and written back under their
-official keys (`OUT/audio.safetensors`, float32), with `OUT/audio.json` (held-out metrics) and `OUT/loss.jsonl`.
+LTX-2.3 layouts: the decoder from `base` (the DiT stage's file), a fresh vocoder of the shape below; both are
+written back under their official keys (`OUT/audio.safetensors`, float32, the config in its metadata), with
+`OUT/audio.json` (held-out metrics) and `OUT/loss.jsonl`.
 
 What it trains:
-- The audio VAE *encoder* stays as it is in the base file: the shipped DiT learned its latents, so the decoder
-  and vocoder can be trained after the DiT without retraining it. Its latents are a fixed (random,
-  deterministic) conv map of the log-mel, which the decoder learns to invert.
+- The audio VAE *encoder* stays as it is in `base`: the DiT learned its latents, so the decoder and vocoder can
+  be trained after the DiT without retraining it. Its latents are a fixed (random, deterministic) conv map of the
+  log-mel, which the decoder learns to invert.
 - The *decoder*: latent -> log-mel, L1 on the clip's log-mel, from the encoder's latent plus Gaussian noise of
   std `latent_noise` (generated latents are never exact).
-- The vocoder's *16 kHz generator*: log-mel (+ noise of std `mel_noise`) -> waveform, against the clip's 16 kHz
-  soundtrack with its pitch moved to the nearest vocoder line (below; `--exact-targets`: the exact tones):
-  log-mel L1 (HiFi-GAN's reconstruction loss, with a smooth floor log(mel + 1e-4): a clamped floor has no
-  gradient below it) + a loudness term |log RMS - log RMS of the target| (so silence is not a way out) +
-  spectral convergence at FFT sizes 512 and 1024. No adversarial terms.
+- The vocoder's *16 kHz generator*: log-mel (+ noise of std `mel_noise`) -> waveform, against the clip's soundtrack
+  with its pitch moved to the nearest vocoder line (below). Loss: `wave_weight` x waveform L1 (the line targets
+  are phase-locked to the hop, so the waveform itself can be matched) + log-mel L1 (HiFi-GAN's reconstruction
+  loss, smooth floor log(mel + 1e-4)) + a loudness term |log RMS - log RMS of the target| + spectral convergence
+  at FFT sizes 512 and 1024. No adversarial terms. Without the waveform term no variant made tones (README
+  "Training the embedded default": silence, or loud sound off the pitch).
+- Its shape: upsample rates `vocoder_rates` (product 160, the hop), kernels `vocoder_kernels`, initial width
+  `vocoder_width`, in the config the file carries. The released shape scaled down (six x2 stages narrowing to 1
+  channel at 16 kHz) did not learn; two stages of x10, x16 from 128 channels learn in about 100 steps.
 - The *bandwidth extension* is not trained: its generator's output conv is set to zero, so the 48 kHz output is
-  the 16 kHz generator's x3 resample.
+  the 16 kHz generator's x3 resample (the world's sounds have nothing above 4 kHz).
 
 Vocoder lines: the vocoder is convolutional with a hop of 160 samples, so for a steady log-mel (a steady tone:
 every frame the same) its output repeats every 160 samples; its spectrum can only hold multiples of 100 Hz. The
@@ -50,7 +52,7 @@ from ltx_jax.configs import Runtime
 from ltx_jax.training.step import OptimConfig, TrainState, make_optimizer
 from ltx_jax.world.loop import initial_state, run_steps
 
-__all__ = ["AudioTrainConfig", "train_audio", "evaluate", "AUDIO_FILE"]
+__all__ = ["AudioTrainConfig", "train_audio", "evaluate", "audio_config", "vocoder_lines", "AUDIO_FILE"]
 
 AUDIO_FILE = "audio.safetensors"
 HOP = 160               # 16 kHz samples per mel frame
@@ -65,18 +67,24 @@ class AudioTrainConfig:
     warmup_steps: int = 30
     latent_noise: float = 0.2     # std of the noise on the (normalized) latents the decoder sees
     mel_noise: float = 0.1        # std of the noise on the log-mel the vocoder sees
-    exact_targets: bool = False   # the vocoder's target: the exact tones (True) or the vocoder lines (False)
     wave_weight: float = 4.0      # weight of the waveform L1 (the line targets are phase-locked to the hop)
-    vocoder: tuple = ()           # ((rates...), (kernels...), initial channel): a fresh seeded vocoder of that shape
+    vocoder_rates: tuple[int, ...] = (10, 16)
+    vocoder_kernels: tuple[int, ...] = (20, 32)
+    vocoder_width: int = 128
     seed: int = 0                 # world seed of the training clips
     held_out_seed: int = 1000
     held_out_clips: int = 32
     save_every: int = 100
 
     def __post_init__(self):
-        for name in ("steps", "batch", "held_out_clips", "save_every"):
+        for name in ("vocoder_rates", "vocoder_kernels"):  # lists when read back from JSON
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        for name in ("steps", "batch", "held_out_clips", "save_every", "vocoder_width"):
             if getattr(self, name) < 1:
                 raise ValueError(f"world audio training: {name}={getattr(self, name)} must be >= 1")
+        if int(np.prod(self.vocoder_rates)) != HOP:
+            raise ValueError(f"world audio training: vocoder_rates {self.vocoder_rates} multiply to "
+                             f"{int(np.prod(self.vocoder_rates))}, not the mel hop {HOP}")
         if not self.learning_rate > 0 or not 0 <= self.warmup_steps <= self.steps:
             raise ValueError(f"world audio training: need lr > 0 and 0 <= warmup_steps <= steps (lr="
                              f"{self.learning_rate}, warmup_steps={self.warmup_steps}, steps={self.steps})")
@@ -154,8 +162,7 @@ def _train_step(state: TrainState, rest, latent, mel, vocoder_mel, wave16, *, gr
     vocoder_mel = vocoder_mel + mel_noise * jax.random.normal(k2, vocoder_mel.shape)
 
     def loss_fn(params):
-        parts = _losses(nnx.merge(graphdef, params, rest), latent, mel, vocoder_mel, wave16,
-                                        wave_weight)
+        parts = _losses(nnx.merge(graphdef, params, rest), latent, mel, vocoder_mel, wave16, wave_weight)
         return sum(parts), parts
 
     (loss, parts), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
@@ -175,14 +182,14 @@ def vocoder_lines(spacing: float):
 class _Soundtracks:
     """Soundtracks of world clips (16 kHz renders), their log-mels and encoder latents."""
 
-    def __init__(self, encoder, frames: int, fps: float, height: int, width: int, exact: bool = False):
+    def __init__(self, encoder, frames: int, fps: float, height: int, width: int):
         from ltx_jax.audio_vae.api import encode_mel
         from ltx_jax.audio_vae.mel import waveform_to_mel
 
         c = encoder.config
         self.encoder, self.height, self.width = encoder, height, width
         self.n16 = int(round(frames / fps * c.sampling_rate))
-        self.lines = None if exact else vocoder_lines(c.sampling_rate // c.mel_hop_length)
+        self.lines = vocoder_lines(c.sampling_rate // c.mel_hop_length)
         self._mel = lambda w: waveform_to_mel(w, sample_rate=c.sampling_rate, n_fft=c.n_fft,
                                               hop=c.mel_hop_length, n_mels=c.mel_bins)
         self._encode = lambda m: encode_mel(encoder, m)
@@ -198,29 +205,29 @@ class _Soundtracks:
         from ltx_jax.world.render import render_audio
         rate = self.encoder.config.sampling_rate
         wave16 = np.stack([render_audio(s, self.n16, rate) for s in scenes])
-        target = wave16 if self.lines is None else np.stack([render_audio(s, self.n16, rate, self.lines)
-                                                             for s in scenes])
+        target = np.stack([render_audio(s, self.n16, rate, self.lines) for s in scenes])
         mel = self._mel(jnp.asarray(wave16))
         return self._encode(mel), mel, jnp.asarray(target)
 
 
-def _fresh_vocoder(out: Path, base: Path, shape: tuple) -> Path:
-    """`base`, or (when `shape` is given) a file holding a fresh seeded vocoder (N(0, 1/fan_in), as the synthetic
-    checkpoints) of the base's vocoder with those 16 kHz upsample rates, kernels and initial width."""
-    if not shape:
-        return base
-    from ltx_jax.audio_vae.loading import audio_schema
-    from ltx_jax.checkpoint.synthetic import write_schema_file
+def audio_config(base: str | Path, cfg: AudioTrainConfig):
+    """The `LTXConfig` of `base` with the 16 kHz generator of `cfg` (rates, kernels, initial width)."""
     from ltx_jax.configs.checkpoint import from_metadata
     from ltx_jax.checkpoint.safetensors_file import SafetensorsFile
-    rates, kernels, width = shape
     with SafetensorsFile(base) as f:
         config = from_metadata(f.metadata, tensor_shapes={k: tuple(f.info(k).shape) for k in f})
-    vocoder = dataclasses.replace(config.vocoder, upsample_rates=tuple(rates), upsample_kernel_sizes=tuple(kernels),
-                                  upsample_initial_channel=int(width))
-    config = dataclasses.replace(config, vocoder=vocoder)
+    vocoder = dataclasses.replace(config.vocoder, upsample_rates=tuple(cfg.vocoder_rates),
+                                  upsample_kernel_sizes=tuple(cfg.vocoder_kernels),
+                                  upsample_initial_channel=cfg.vocoder_width)
+    return dataclasses.replace(config, vocoder=vocoder)
+
+
+def _fresh_vocoder(out: Path, config) -> Path:
+    """A file holding a fresh vocoder of `config`, seeded (N(0, 1/fan_in), as the synthetic checkpoints)."""
+    from ltx_jax.audio_vae.loading import audio_schema
+    from ltx_jax.checkpoint.synthetic import write_schema_file
     schema = {k: v for k, v in audio_schema(config).items() if k.startswith("vocoder.")}
-    return write_schema_file(schema, out / "fresh_vocoder.safetensors", config.to_metadata(), config=config)
+    return write_schema_file(schema, out / "vocoder_init.safetensors", config.to_metadata(), config=config)
 
 
 def _optim(cfg: AudioTrainConfig) -> OptimConfig:
@@ -245,8 +252,9 @@ def train_audio(out: str | Path, base: str | Path, cfg: AudioTrainConfig, *, fra
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     rt = Runtime(param_dtype="float32", compute_dtype="float32")
-    tracks = _Soundtracks(load_audio_encoder(base, rt), frames, fps, height, width, exact=cfg.exact_targets)
-    model = _AudioPath(load_audio_decoder(base, rt), load_vocoder(_fresh_vocoder(out, base, cfg.vocoder), rt))
+    tracks = _Soundtracks(load_audio_encoder(base, rt), frames, fps, height, width)
+    config = audio_config(base, cfg)
+    model = _AudioPath(load_audio_decoder(base, rt), load_vocoder(_fresh_vocoder(out, config), rt))
     if hasattr(model.vocoder, "bwe_generator"):  # the BWE residual starts at zero: output = the x3 resample
         conv = model.vocoder.bwe_generator.conv_post
         conv.weight.set_value(jnp.zeros_like(conv.weight.get_value()))
@@ -254,15 +262,16 @@ def train_audio(out: str | Path, base: str | Path, cfg: AudioTrainConfig, *, fra
     graphdef, params, rest = nnx.split(model, trained, ...)
     optim = _optim(cfg)
     state = initial_state(params, optim, cfg.seed)
-    record = {"what": "world audio decoder + vocoder", "config": dataclasses.asdict(cfg), "frames": frames,
+    config_json = json.loads(json.dumps(dataclasses.asdict(cfg)))  # tuples as lists, as a restored record has them
+    record = {"what": "world audio decoder + vocoder", "config": config_json, "frames": frames,
               "fps": fps}
 
     def step(state: TrainState, s: int):
         batch = tracks.batch(tracks.scenes(cfg.seed, s * cfg.batch, cfg.batch))
         batch = _window(batch, int(np.random.default_rng([cfg.seed, s]).integers(0, 1 << 16)), VOCODER_FRAMES)
-        state, loss, (mel_l1, v_mel, v_sc, v_wave) = _train_step(state, rest, *batch, graphdef=graphdef, optim=optim,
-                                                         latent_noise=cfg.latent_noise, mel_noise=cfg.mel_noise,
-                                                         wave_weight=cfg.wave_weight)
+        state, loss, (mel_l1, v_mel, v_sc, v_wave) = _train_step(
+            state, rest, *batch, graphdef=graphdef, optim=optim, latent_noise=cfg.latent_noise,
+            mel_noise=cfg.mel_noise, wave_weight=cfg.wave_weight)
         return state, {"loss": loss, "mel_l1": mel_l1, "vocoder_mel_l1": v_mel, "vocoder_convergence": v_sc,
                        "vocoder_wave_l1": v_wave}
 
@@ -272,7 +281,7 @@ def train_audio(out: str | Path, base: str | Path, cfg: AudioTrainConfig, *, fra
     if int(state.step) == cfg.steps:
         trained = nnx.merge(graphdef, state.params, rest)
         metrics = evaluate(tracks, trained.decoder, trained.vocoder, cfg)
-        _save(out, trained)
+        _save(out, trained, config)
         result.update(metrics)
         tmp = out / ".audio.json.tmp"
         tmp.write_text(json.dumps({"config": dataclasses.asdict(cfg), "frames": frames, "fps": fps,
@@ -305,8 +314,9 @@ def evaluate(tracks: _Soundtracks, decoder, vocoder, cfg: AudioTrainConfig) -> d
     return out
 
 
-def _save(out: Path, model: _AudioPath) -> Path:
-    """`audio.safetensors`: the decoder's and vocoder's tensors under their official file keys (float32)."""
+def _save(out: Path, model: _AudioPath, config) -> Path:
+    """`audio.safetensors`: the decoder's and vocoder's tensors under their official file keys (float32), with
+    `config` (the base's, with this vocoder) in the metadata."""
     from ltx_jax.checkpoint.layout import LAYOUT, file_keys
     from ltx_jax.checkpoint.safetensors_file import save_file
 
@@ -318,39 +328,32 @@ def _save(out: Path, model: _AudioPath) -> Path:
             tensors[keys[0]] = np.asarray(jax.device_get(flat[path].get_value()), np.float32)
     tensors = {k: v for k, v in tensors.items() if ".per_channel_statistics." not in k}  # the encoder's, unchanged
     tmp = out / f".{AUDIO_FILE}.tmp"
-    save_file({k: (lambda v=v: v) for k, v in tensors.items()}, tmp, {"what": "world audio decoder + vocoder"},
+    save_file({k: (lambda v=v: v) for k, v in tensors.items()}, tmp, config.to_metadata(),
               shapes={k: (v.shape, v.dtype) for k, v in tensors.items()})
     tmp.replace(out / AUDIO_FILE)
     return out / AUDIO_FILE
 
 
-def _shape(text: str) -> tuple:
-    if not text:
-        return ()
-    rates, kernels, width = text.split(":")
-    return tuple(int(r) for r in rates.split(",")), tuple(int(k) for k in kernels.split(",")), int(width)
-
-
 def main(argv=None) -> int:
+    """`python -m ltx_jax.world.train_audio --out DIR [--install]`: the stage on its own, on the embedded default's
+    model file; with `--install`, swapped into the default (`world.recipe.add_audio`). JSON on stdout."""
     import argparse
     import sys
 
-    p = argparse.ArgumentParser(description="train the world's audio decoder + vocoder on a packaged default (probe)")
+    p = argparse.ArgumentParser(description="train the world's audio decoder + vocoder after the DiT (resumable)")
     p.add_argument("--out", required=True, help="run folder (resumed if it holds one)")
-    p.add_argument("--base", default=None, help="official file whose audio parts start the run (default: the "
-                                                "embedded default's model.safetensors)")
     p.add_argument("--steps", type=int, default=AudioTrainConfig.steps)
-    p.add_argument("--lr", type=float, default=AudioTrainConfig.learning_rate)
-    p.add_argument("--wave-weight", type=float, default=AudioTrainConfig.wave_weight)
-    p.add_argument("--vocoder", default="", help="fresh vocoder 'rates:kernels:width', e.g. '160:320:64'")
-    p.add_argument("--exact-targets", action="store_true", help="train the vocoder on the exact tones")
+    p.add_argument("--install", action="store_true", help="swap the result into the embedded default, measure its "
+                                                          "adherence again and install it (world.recipe.add_audio)")
     args = p.parse_args(argv)
     from ltx_jax.world.package import DEFAULT_DIR, MODEL
 
-    cfg = AudioTrainConfig(steps=args.steps, learning_rate=args.lr, exact_targets=args.exact_targets,
-                           wave_weight=args.wave_weight, vocoder=_shape(args.vocoder), warmup_steps=min(AudioTrainConfig.warmup_steps, args.steps))
-    result = train_audio(args.out, args.base or DEFAULT_DIR / MODEL, cfg, frames=9,
-                         log=lambda m: print(m, file=sys.stderr, flush=True))
+    log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
+    cfg = AudioTrainConfig(steps=args.steps, warmup_steps=min(AudioTrainConfig.warmup_steps, args.steps))
+    result = train_audio(args.out, DEFAULT_DIR / MODEL, cfg, frames=9, log=log)
+    if args.install and result["step"] == cfg.steps:
+        from ltx_jax.world.recipe import add_audio
+        result["adherence"] = add_audio(args.out, install=DEFAULT_DIR, log=log)["adherence"]
     print(json.dumps(result, indent=1))
     return 0
 
