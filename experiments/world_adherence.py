@@ -7,8 +7,8 @@ Run (CPU):
 
 Prompts: the captions of the first `--prompts` clips of world seed 1000 (training uses seed 0). Each prompt is
 generated once per model (seed = prompt index) at the training size (9 x 64 x 64): the dev model with guided
-dev Euler at `--steps` (video CFG `--cfg` against the empty prompt), the student with the 8 official distilled
-sigmas at CFG = 1. Each clip is judged by `ltx_jax.world.analyze_clip`: an attribute counts when the analyzer's
+dev Euler at `--steps` (video CFG `--cfg`, audio CFG `--audio-cfg`, against the empty prompt), the student with
+the 8 official distilled sigmas at CFG = 1. Each clip is judged by `ltx_jax.world.analyze_clip`: an attribute counts when the analyzer's
 word is the prompt's. Reported per model: the % agreement per attribute (pitch only when the audio path is
 trained: `--with-audio`), the transformer evaluations per clip, the seconds, and each clip's verdicts (next to
 the prompts under "captions", for confusion tables). Prints one JSON object.
@@ -33,6 +33,7 @@ def main() -> None:
     p.add_argument("--prompts", type=int, default=64)
     p.add_argument("--steps", type=int, default=30)
     p.add_argument("--cfg", type=float, default=3.0)
+    p.add_argument("--audio-cfg", type=float, default=7.0, help="the dev model's audio CFG (official default 7)")
     p.add_argument("--with-audio", action="store_true")
     p.add_argument("--out")
     args = p.parse_args()
@@ -40,7 +41,8 @@ def main() -> None:
         p.error("give --dit (and --student) or --default")
     scenes = held_out_scenes(args.prompts)
     captions = [s.caption for s in scenes]
-    dev_run, student_run = AdherenceRun(steps=args.steps, cfg=args.cfg), AdherenceRun(pipeline="distilled")
+    dev_run = AdherenceRun(steps=args.steps, cfg=args.cfg, audio_cfg=args.audio_cfg)
+    student_run = AdherenceRun(pipeline="distilled")
     if args.default:
         d = Path(args.default)
         gemma, models = d / "gemma", [("dev", d / "model.safetensors", dev_run, ()),
