@@ -9,8 +9,8 @@ Prompts: the captions of the first `--prompts` clips of world seed 1000 (trainin
 generated once per model (seed = prompt index) at the training size (9 x 64 x 64): the dev model with guided
 dev Euler at `--steps` (video CFG `--cfg`, audio CFG `--audio-cfg`, against the empty prompt), the student with
 the 8 official distilled sigmas at CFG = 1. Each clip is judged by `ltx_jax.world.analyze_clip`: an attribute
-counts when the analyzer's word is the prompt's. Reported per model: the % agreement per attribute (pitch only when the audio path is
-trained: `--with-audio`), the transformer evaluations per clip, the seconds, and each clip's verdicts (next to
+counts when the analyzer's word is the prompt's. Reported per model: the % agreement per attribute (pitch with
+`--with-audio`), the transformer evaluations per clip, the seconds, and each clip's verdicts (next to
 the prompts under "captions", for confusion tables). Prints one JSON object.
 """
 
