@@ -12,7 +12,7 @@ No ltx_core counterpart. Steps (each skipped when its result exists, so a re-run
   3. `distill/`: `distill` of that teacher with the recipe's `DistillConfig`;
   4. `default/`: the shipped folder with the audio stage swapped in (`package.with_audio`), the distilled LoRA
      rebuilt from the new student (`package.lora_from_student`), the manifest's distill entries updated, the
-     adherence measured again (`recipe.add_audio`'s measurement, dev model with audio CFG 7) and, with
+     adherence measured again (`recipe.measure_default`, dev model with audio CFG 7) and, with
      `--install`, installed.
 The full reproduce command (`ltx-jax world-default`) runs the same stages from scratch in one go; this script
 exists because the shipped VAE and DiT were trained before the audio stage existed.
@@ -51,7 +51,7 @@ def main(argv=None) -> int:
     from ltx_jax.world.distill import distill
     from ltx_jax.world.package import (DEFAULT_DIR, GEMMA, LORA, MANIFEST, MODEL, curve, file_table,
                                        lora_from_student, with_audio)
-    from ltx_jax.world.recipe import Recipe, _install, _measure, _record
+    from ltx_jax.world.recipe import Recipe, install_default, measure_default, record_stage
     from ltx_jax.world.train_audio import train_audio
     from ltx_jax.world.train_dit import DiTTrainConfig, prepare
 
@@ -65,7 +65,7 @@ def main(argv=None) -> int:
     if not (out / "audio" / "audio.json").exists():
         r = train_audio(out / "audio", DEFAULT_DIR / MODEL, recipe.audio, frames=v.frames, height=v.height,
                         width=v.width, log=log)
-        _record(out, "audio", r["seconds"])
+        record_stage(out, "audio", r["seconds"])
     dit = out / "dit"
     if not (dit / "train" / "model.safetensors").exists():
         (dit / "train").mkdir(parents=True, exist_ok=True)
@@ -76,7 +76,7 @@ def main(argv=None) -> int:
             width=v.width, log=log)
     if not (out / "distill" / "student.safetensors").exists():
         r = distill(dit, out / "distill", recipe.distill, log=log)
-        _record(out, "distill", r["seconds"])
+        record_stage(out, "distill", r["seconds"])
     default = out / "default"
     if not (default / MANIFEST).exists():
         staged = out / ".default.swapped"
@@ -96,9 +96,9 @@ def main(argv=None) -> int:
         staged.rename(default)
     manifest = json.loads((default / MANIFEST).read_text())
     if manifest.get("adherence") is None:
-        manifest = _measure(default, recipe, out, log)
+        manifest = measure_default(default, recipe, out, log)
     if args.install:
-        _install(default, DEFAULT_DIR, log)
+        install_default(default, DEFAULT_DIR, log)
     print(json.dumps({"total_bytes": manifest["total_bytes"], "adherence": manifest["adherence"]}, indent=1))
     return 0
 

@@ -214,7 +214,8 @@ def with_audio(default: str | Path, audio_run: str | Path, out: str | Path, *, p
     written to `out` (refused if it exists): model.safetensors rewritten by `_bf16_copy(audio=...)` (only the audio
     decoder, the vocoder and its config change), the LoRA and Gemma copied; in the manifest the file table, the
     audio recipe, metrics and loss curve, the code at packaging and `provenance` (appended) are updated, and the
-    adherence is dropped (it has to be measured again). For a default packaged before the audio stage existed.
+    adherence is dropped (it has to be measured again; `experiments/world_refresh.py` does). For a default packaged
+    before the audio stage existed.
     Returns the new manifest."""
     default, audio_run, out = Path(default), Path(audio_run), Path(out)
     if not (audio_run / "audio.json").exists():

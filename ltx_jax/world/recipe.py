@@ -29,7 +29,7 @@ from ltx_jax.world.train_audio import AudioTrainConfig
 from ltx_jax.world.train_dit import DiTTrainConfig
 from ltx_jax.world.train_vae import VAETrainConfig
 
-__all__ = ["Recipe", "reproduce", "add_audio", "STAGES"]
+__all__ = ["Recipe", "reproduce", "adherence", "measure_default", "install_default", "record_stage", "STAGES"]
 
 STAGES = ("vae", "dit", "audio", "distill")
 
@@ -87,7 +87,8 @@ def _pin(out: Path, recipe: Recipe) -> None:
     tmp.replace(path)
 
 
-def _record(out: Path, name: str, seconds: float) -> None:
+def record_stage(out: Path, name: str, seconds: float) -> None:
+    """Add `seconds` to stage `name` in `out/stages.json` (summed over resumed calls)."""
     path = out / "stages.json"
     stages = json.loads(path.read_text()) if path.exists() else {}
     stages[name] = round(stages.get(name, 0.0) + seconds, 1)  # summed over resumed calls
@@ -121,7 +122,8 @@ def adherence(default: Path, recipe: Recipe, log: Callable[[str], None]) -> dict
     return report
 
 
-def _install(default: Path, install: Path, log: Callable[[str], None]) -> None:
+def install_default(default: Path, install: Path, log: Callable[[str], None]) -> None:
+    """Copy the packaged folder `default` over `install` (staged in a hidden sibling, then renamed)."""
     stage = install.with_name(f".{install.name}.partial")
     shutil.rmtree(stage, ignore_errors=True)
     shutil.copytree(default, stage)
@@ -131,36 +133,16 @@ def _install(default: Path, install: Path, log: Callable[[str], None]) -> None:
     log(f"installed the default in {install}")
 
 
-def _measure(default: Path, recipe: Recipe, out: Path, log: Callable[[str], None]) -> dict:
+def measure_default(default: Path, recipe: Recipe, out: Path, log: Callable[[str], None]) -> dict:
     """The packaged `default`'s manifest with its adherence measured (`adherence`) and the stage times of `out`."""
     manifest = json.loads((default / MANIFEST).read_text())
     t0 = time.perf_counter()
     manifest["adherence"] = adherence(default, recipe, log)
-    _record(out, "adherence", time.perf_counter() - t0)
+    record_stage(out, "adherence", time.perf_counter() - t0)
     manifest["stages"] = {**manifest.get("stages", {}), **json.loads((out / "stages.json").read_text())}
     tmp = default / ".manifest.json.tmp"
     tmp.write_text(json.dumps(manifest, indent=1) + "\n")
     tmp.replace(default / MANIFEST)
-    return manifest
-
-
-def add_audio(audio_run: str | Path, *, install: str | Path | None = None, log: Callable[[str], None] = print) -> dict:
-    """The embedded default as installed (packaged before the audio stage existed) with the finished audio stage
-    `audio_run` (`world.train_audio`, run on the default's own model file) swapped in: `package.with_audio` into
-    `audio_run/default`, its adherence measured again (pitch now scored) and, when asked, installed."""
-    from ltx_jax.world.package import DEFAULT_DIR, with_audio
-
-    audio_run = Path(audio_run)
-    default = audio_run / "default"
-    if not (default / MANIFEST).exists():
-        with_audio(DEFAULT_DIR, audio_run, default, provenance=(
-            "The audio stage ran later on the packaged model file (`python -m ltx_jax.world.train_audio`), its "
-            "decoder and vocoder swapped in by `world.recipe.add_audio`; the adherence was measured again."))
-    manifest = json.loads((default / MANIFEST).read_text())
-    if manifest.get("adherence") is None:
-        manifest = _measure(default, Recipe.from_json(manifest["recipe"]), audio_run, log)
-    if install is not None:
-        _install(default, Path(install), log)
     return manifest
 
 
@@ -195,7 +177,7 @@ def reproduce(out: str | Path, recipe: Recipe, *, stop_after: Mapping[str, int] 
     def timed(name, fn):
         t0 = time.perf_counter()
         result = fn()
-        _record(out, name, time.perf_counter() - t0)
+        record_stage(out, name, time.perf_counter() - t0)
         summary["stages"][name] = result
         return result
 
@@ -235,8 +217,8 @@ def reproduce(out: str | Path, recipe: Recipe, *, stop_after: Mapping[str, int] 
         timed("package", lambda: package(out, default, overwrite=True)["total_bytes"])
     manifest = json.loads((default / MANIFEST).read_text())
     if recipe.prompts and manifest.get("adherence") is None:
-        manifest = _measure(default, recipe, out, log)
+        manifest = measure_default(default, recipe, out, log)
     if install is not None:
-        _install(default, Path(install), log)
+        install_default(default, Path(install), log)
     summary.update(finished=True, default=str(default), manifest=manifest)
     return summary

@@ -335,25 +335,18 @@ def _save(out: Path, model: _AudioPath, config) -> Path:
 
 
 def main(argv=None) -> int:
-    """`python -m ltx_jax.world.train_audio --out DIR [--install]`: the stage on its own, on the embedded default's
-    model file; with `--install`, swapped into the default (`world.recipe.add_audio`). JSON on stdout."""
+    """`python -m ltx_jax.world.train_audio --out DIR --base FILE`: the stage on its own (JSON on stdout)."""
     import argparse
     import sys
 
     p = argparse.ArgumentParser(description="train the world's audio decoder + vocoder after the DiT (resumable)")
     p.add_argument("--out", required=True, help="run folder (resumed if it holds one)")
+    p.add_argument("--base", required=True, help="official file whose audio encoder and decoder start the run (the "
+                                                 "DiT stage's model.safetensors, or a packaged default's)")
     p.add_argument("--steps", type=int, default=AudioTrainConfig.steps)
-    p.add_argument("--install", action="store_true", help="swap the result into the embedded default, measure its "
-                                                          "adherence again and install it (world.recipe.add_audio)")
     args = p.parse_args(argv)
-    from ltx_jax.world.package import DEFAULT_DIR, MODEL
-
-    log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
     cfg = AudioTrainConfig(steps=args.steps, warmup_steps=min(AudioTrainConfig.warmup_steps, args.steps))
-    result = train_audio(args.out, DEFAULT_DIR / MODEL, cfg, frames=9, log=log)
-    if args.install and result["step"] == cfg.steps:
-        from ltx_jax.world.recipe import add_audio
-        result["adherence"] = add_audio(args.out, install=DEFAULT_DIR, log=log)["adherence"]
+    result = train_audio(args.out, args.base, cfg, frames=9, log=lambda m: print(m, file=sys.stderr, flush=True))
     print(json.dumps(result, indent=1))
     return 0
 
