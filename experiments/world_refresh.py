@@ -26,21 +26,7 @@ import shutil
 import sys
 from pathlib import Path
 
-import ml_dtypes
 import numpy as np
-
-
-def _float32_copy(src: Path, dst: Path) -> None:
-    from ltx_jax.checkpoint.safetensors_file import SafetensorsFile, save_file
-
-    with SafetensorsFile(src) as f:
-        shapes, writers = {}, {}
-        for key in f:
-            info = f.info(key)
-            dtype = np.dtype(np.float32) if info.numpy_dtype == np.dtype(ml_dtypes.bfloat16) else info.numpy_dtype
-            shapes[key] = (tuple(info.shape), dtype)
-            writers[key] = lambda key=key, dtype=dtype: np.asarray(f[key]).astype(dtype)
-        save_file(writers, dst, f.metadata, shapes=shapes)
 
 
 def main(argv=None) -> int:
@@ -49,7 +35,7 @@ def main(argv=None) -> int:
     p.add_argument("--install", action="store_true")
     args = p.parse_args(argv)
     from ltx_jax.world.distill import distill
-    from ltx_jax.world.package import (DEFAULT_DIR, GEMMA, LORA, MANIFEST, MODEL, curve, file_table,
+    from ltx_jax.world.package import (DEFAULT_DIR, GEMMA, LORA, MANIFEST, MODEL, cast_copy, curve, file_table,
                                        lora_from_student, with_audio)
     from ltx_jax.world.recipe import Recipe, install_default, measure_default, record_stage
     from ltx_jax.world.train_audio import train_audio
@@ -69,7 +55,7 @@ def main(argv=None) -> int:
     dit = out / "dit"
     if not (dit / "train" / "model.safetensors").exists():
         (dit / "train").mkdir(parents=True, exist_ok=True)
-        _float32_copy(DEFAULT_DIR / MODEL, dit / "base.safetensors")
+        cast_copy(DEFAULT_DIR / MODEL, dit / "base.safetensors", np.float32)
         shutil.copytree(DEFAULT_DIR / GEMMA, dit / "gemma", dirs_exist_ok=True)
         shutil.copy2(dit / "base.safetensors", dit / "train" / "model.safetensors")
     prepare(dit, None, None, DiTTrainConfig(**shipped["recipe"]["dit"]), frames=v.frames, height=v.height,

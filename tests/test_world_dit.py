@@ -237,11 +237,11 @@ def test_caption_contexts_hold_one_repeated_vector_past_the_caption(runs):
 
 
 def test_audio_swap_refuses_a_file_with_other_tensors(tmp_path):
-    """`package._bf16_copy(audio=...)` replaces only the audio decoder and vocoder: an audio file holding anything
+    """`package.cast_copy(audio=...)` replaces only the audio decoder and vocoder: an audio file holding anything
     else (here a DiT weight) is refused by name, and nothing is written."""
     from safetensors.numpy import save_file
 
-    from ltx_jax.world.package import _bf16_copy
+    from ltx_jax.world.package import cast_copy
 
     config = json.dumps({"vocoder": {"vocoder": {"upsample_rates": [10, 16]}}})
     save_file({"model.diffusion_model.proj_out.weight": np.ones((2, 2), np.float32),
@@ -251,5 +251,5 @@ def test_audio_swap_refuses_a_file_with_other_tensors(tmp_path):
                "model.diffusion_model.proj_out.weight": np.zeros((2, 2), np.float32)},
               str(tmp_path / "a.safetensors"), metadata={"config": config})
     with pytest.raises(ValueError, match="proj_out.weight"):
-        _bf16_copy(tmp_path / "m.safetensors", tmp_path / "out.safetensors", audio=tmp_path / "a.safetensors")
+        cast_copy(tmp_path / "m.safetensors", tmp_path / "out.safetensors", audio=tmp_path / "a.safetensors")
     assert not (tmp_path / "out.safetensors").exists()

@@ -30,7 +30,8 @@ import numpy as np
 
 from ltx_jax.world.train_audio import AUDIO_FILE
 
-__all__ = ["DEFAULT_DIR", "package", "code_fingerprint", "lora_from_student", "file_table", "curve"]
+__all__ = ["DEFAULT_DIR", "package", "with_audio", "cast_copy", "code_fingerprint", "lora_from_student", "file_table",
+           "curve"]
 
 DEFAULT_DIR = Path(__file__).resolve().parent.parent / "data" / "world_default"
 MODEL, LORA, GEMMA, MANIFEST = "model.safetensors", "distilled-lora.safetensors", "gemma", "manifest.json"
@@ -70,9 +71,10 @@ def file_table(folder: Path) -> dict[str, dict]:
             for p in sorted(folder.rglob("*")) if p.is_file() and p.name != MANIFEST}
 
 
-def _bf16_copy(src: Path, dst: Path, audio: Path | None = None) -> None:
-    """`src` with every float tensor in bf16. With `audio` (a `world.train_audio` file): its audio VAE decoder and
-    vocoder replace `src`'s (every key under `AUDIO_PARTS`), and its config's vocoder entry `src`'s."""
+def cast_copy(src: Path, dst: Path, dtype=_BF16, *, audio: Path | None = None) -> None:
+    """`src` with every float tensor in `dtype` (bf16 as the official files ship). With `audio` (a
+    `world.train_audio` file): its audio VAE decoder and vocoder replace `src`'s (every key under `AUDIO_PARTS`),
+    and its config's vocoder entry `src`'s."""
     from ltx_jax.checkpoint.safetensors_file import SafetensorsFile, save_file
 
     with contextlib.ExitStack() as files:
@@ -91,9 +93,10 @@ def _bf16_copy(src: Path, dst: Path, audio: Path | None = None) -> None:
         shapes, writers = {}, {}
         for key in sorted(owner):
             info = owner[key].info(key)
-            dtype = _BF16 if np.issubdtype(info.numpy_dtype, np.floating) else info.numpy_dtype
-            shapes[key] = (tuple(info.shape), dtype)
-            writers[key] = lambda key=key, dtype=dtype: np.asarray(owner[key][key]).astype(dtype)
+            floating = info.numpy_dtype == _BF16 or np.issubdtype(info.numpy_dtype, np.floating)  # bf16: kind "V"
+            cast = np.dtype(dtype) if floating else info.numpy_dtype
+            shapes[key] = (tuple(info.shape), cast)
+            writers[key] = lambda key=key, cast=cast: np.asarray(owner[key][key]).astype(cast)
         save_file(writers, dst, metadata, shapes=shapes)
 
 
@@ -173,7 +176,7 @@ def package(run: str | Path, out: str | Path = DEFAULT_DIR, *, adherence: dict |
     shutil.rmtree(stage, ignore_errors=True)
     stage.mkdir(parents=True)
     try:
-        _bf16_copy(needed["teacher"], stage / MODEL, audio=run / "audio" / AUDIO_FILE)
+        cast_copy(needed["teacher"], stage / MODEL, audio=run / "audio" / AUDIO_FILE)
         lora = lora_from_student(needed["teacher"], needed["student"], stage / LORA)
         shutil.copytree(needed["gemma"], stage / GEMMA)
         recipe = json.loads(needed["recipe"].read_text())
@@ -211,7 +214,7 @@ def package(run: str | Path, out: str | Path = DEFAULT_DIR, *, adherence: dict |
 
 def with_audio(default: str | Path, audio_run: str | Path, out: str | Path, *, provenance: str) -> dict:
     """`default` (a packaged folder) with the finished audio stage `audio_run` (`world.train_audio`) swapped in,
-    written to `out` (refused if it exists): model.safetensors rewritten by `_bf16_copy(audio=...)` (only the audio
+    written to `out` (refused if it exists): model.safetensors rewritten by `cast_copy(audio=...)` (only the audio
     decoder, the vocoder and its config change), the LoRA and Gemma copied; in the manifest the file table, the
     audio recipe, metrics and loss curve, the code at packaging and `provenance` (appended) are updated, and the
     adherence is dropped (it has to be measured again; `experiments/world_refresh.py` does). For a default packaged
@@ -227,7 +230,7 @@ def with_audio(default: str | Path, audio_run: str | Path, out: str | Path, *, p
     shutil.rmtree(stage, ignore_errors=True)
     stage.mkdir(parents=True)
     try:
-        _bf16_copy(default / MODEL, stage / MODEL, audio=audio_run / AUDIO_FILE)
+        cast_copy(default / MODEL, stage / MODEL, audio=audio_run / AUDIO_FILE)
         shutil.copy2(default / LORA, stage / LORA)
         shutil.copytree(default / GEMMA, stage / GEMMA)
         audio = json.loads((audio_run / "audio.json").read_text())

@@ -10,7 +10,7 @@ No ltx_core counterpart. `reproduce(out, recipe)` runs, each stage resumable and
                  LoRA student on `recipe.prompts` held-out prompts, written into the manifest;
 and, when asked, copies `default/` to the package's data folder. `recipe.json` pins the recipe and the source
 code's fingerprint at the start; a folder started with another recipe is refused. `stages.json` records each
-stage's seconds. Measured on the 2-core CPU machine: VAE 25 + DiT 51 + audio 16 + distillation 12 + adherence
+stage's seconds. Measured on the 2-core CPU machine: VAE 25 + DiT 51 + audio 18 + distillation 12 + adherence
 1.5 min.
 """
 
@@ -218,6 +218,7 @@ def reproduce(out: str | Path, recipe: Recipe, *, stop_after: Mapping[str, int] 
     manifest = json.loads((default / MANIFEST).read_text())
     if recipe.prompts and manifest.get("adherence") is None:
         manifest = measure_default(default, recipe, out, log)
+        summary["stages"]["adherence"] = manifest["adherence"]
     if install is not None:
         install_default(default, Path(install), log)
     summary.update(finished=True, default=str(default), manifest=manifest)

@@ -212,10 +212,8 @@ class _Soundtracks:
 
 def audio_config(base: str | Path, cfg: AudioTrainConfig):
     """The `LTXConfig` of `base` with the 16 kHz generator of `cfg` (rates, kernels, initial width)."""
-    from ltx_jax.configs.checkpoint import from_metadata
-    from ltx_jax.checkpoint.safetensors_file import SafetensorsFile
-    with SafetensorsFile(base) as f:
-        config = from_metadata(f.metadata, tensor_shapes={k: tuple(f.info(k).shape) for k in f})
+    from ltx_jax.transformer.loading import read_config
+    config = read_config(base)
     vocoder = dataclasses.replace(config.vocoder, upsample_rates=tuple(cfg.vocoder_rates),
                                   upsample_kernel_sizes=tuple(cfg.vocoder_kernels),
                                   upsample_initial_channel=cfg.vocoder_width)
