@@ -1,26 +1,25 @@
-"""Retrain the shipped embedded default from its stage 2 on (issue 17): the DiT, the distilled student, the packaging
-and the adherence, with the current recipe code, on the shipped video VAE.
+"""Retrain the embedded default from stage 2 on (issue 17) with the current recipe code, on the shipped video VAE.
 
-    python experiments/world_retrain.py --out runs/retrain [--audio-from runs/refresh/audio] [--install]
+    python experiments/world_retrain.py --out runs/retrain [--install]        # JSON summary on stdout
 
-No ltx_core counterpart. Why: a change to stage 2 (here the audio latent statistics `world.train_dit.prepare`
-now fits) needs a new DiT, but stage 1 (25 min) is unchanged, so it is restored rather than re-run:
+No ltx_core counterpart. Why: stage 2 changed (the DiT's audio stream is now as wide as its video stream, the
+audio VAE 32 wide, its latent statistics fitted: `world.train_dit`), which needs a new DiT, audio stage and
+student, but stage 1 (the video VAE, 25 min) did not, so it is restored rather than re-run:
   1. `vae/`: the shipped model's `vae.*` tensors (bf16 -> float32, exact) as `video_vae.npz` in our module paths,
      and `video_vae.json` = the shipped config and held-out metrics;
-  2. `audio/` (optional, `--audio-from`): a finished audio stage copied in. The audio stage trains the audio
-     decoder and vocoder on the raw latents of the seeded audio encoder, which every stage-2 base of the recipe
-     shares; only the scale of its training noise (0.2 in normalized units) follows the statistics;
-  3. `recipe.reproduce` for the rest (stage 2 from a fresh base, the audio stage unless copied, distillation,
-     packaging, adherence), then the manifest's stage-1 entries (loss curve, seconds) are the shipped ones and
-     its provenance says what was restored. `--install` copies the result over the package's default.
-JSON summary on stdout.
+  2. `dit/` prepared (`world.train_dit.prepare`: base file, world, audio statistics, cache), then the audio stage
+     (`world.train_audio`, on `dit/base.safetensors`, whose audio VAE the trained file keeps) in a second process
+     while this one trains the DiT (`recipe.reproduce(until="dit")`): on 2 cores the two share the CPU;
+  3. `recipe.reproduce` for the rest (distillation, packaging, adherence); the manifest's stage-1 entries (loss
+     curve, seconds) are then the shipped ones and its provenance says what was restored. `--install` copies the
+     result over the package's default.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -55,11 +54,12 @@ def restore_vae(model: Path, vae: Path, manifest: dict) -> None:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", required=True)
-    p.add_argument("--audio-from", help="a finished audio stage folder to reuse (else the stage runs)")
     p.add_argument("--install", action="store_true")
     args = p.parse_args(argv)
     from ltx_jax.world.package import DEFAULT_DIR, MANIFEST, MODEL, code_fingerprint
     from ltx_jax.world.recipe import Recipe, install_default, reproduce
+    from ltx_jax.world.train_dit import prepare
+    from ltx_jax.world.train_vae import load_trained, video_vae_config
 
     out = Path(args.out)
     log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
@@ -68,23 +68,29 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     if not (out / "vae" / "video_vae.json").exists():
         restore_vae(DEFAULT_DIR / MODEL, out / "vae", shipped)
-    audio_note = "the audio stage ran on the new stage-2 file"
-    if args.audio_from:
-        if not (out / "audio" / "audio.json").exists():
-            shutil.copytree(args.audio_from, out / "audio", dirs_exist_ok=True)
-        audio_note = ("the audio stage (decoder + vocoder) was reused from the previous default's refresh: same "
-                      "seeded audio encoder, trained with noise of 0.2 in the old statistics' units")
     if not (out / "recipe.json").exists():
         provenance = (
             "Stage 1 (the video VAE) is the previous default's, restored from its bf16 file by "
-            "`experiments/world_retrain.py`; stage 2 (a fresh DiT, the audio latent statistics now fitted), the "
-            f"distillation, the packaging and the adherence ran with this recipe's code; {audio_note}. The previous "
-            f"default's provenance: {shipped['provenance']}")
+            "`experiments/world_retrain.py`, which ran the rest of this recipe with its code (the audio stage "
+            "beside stage 2, on stage 2's base file). The previous default's provenance: " + shipped["provenance"])
         (out / "recipe.json").write_text(json.dumps({"recipe": recipe.to_json(), "code": code_fingerprint(),
                                                      "provenance": provenance}, indent=1) + "\n")
-        if args.audio_from:
-            stages = {"audio": json.loads((out / "audio" / "audio.json").read_text())["seconds_of_last_call"]}
-            (out / "stages.json").write_text(json.dumps(stages, indent=1) + "\n")
+    vae_cfg, weights = load_trained(out / "vae")
+    v = recipe.vae
+    prepare(out / "dit", weights, video_vae_config(vae_cfg), recipe.dit, frames=v.frames, height=v.height,
+            width=v.width, log=log)
+    audio = None
+    if not (out / "audio" / "audio.json").exists():
+        code = ("import sys, json; from pathlib import Path; from ltx_jax.world.recipe import Recipe, record_stage; "
+                "from ltx_jax.world.train_audio import train_audio; out = Path(sys.argv[1]); "
+                "r = Recipe.from_json(json.loads((out / 'recipe.json').read_text())['recipe']); v = r.vae; "
+                "res = train_audio(out / 'audio', out / 'dit' / 'base.safetensors', r.audio, frames=v.frames, "
+                "height=v.height, width=v.width, log=lambda m: print(m, file=sys.stderr, flush=True)); "
+                "record_stage(out, 'audio', res['seconds'])")
+        audio = subprocess.Popen([sys.executable, "-c", code, str(out)])
+    summary = reproduce(out, recipe, until="dit", log=log)
+    if audio is not None and audio.wait() != 0:
+        raise SystemExit(f"the audio stage failed (exit {audio.returncode})")
     summary = reproduce(out, recipe, log=log)
     default = out / "default"
     manifest = json.loads((default / MANIFEST).read_text())

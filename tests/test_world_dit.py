@@ -236,6 +236,33 @@ def test_caption_contexts_hold_one_repeated_vector_past_the_caption(runs):
             assert np.abs(ctx[:8] - tail[0]).max() > 0.1  # the caption's positions differ from it
 
 
+def test_audio_latents_are_normalized_by_statistics_fitted_to_the_world(runs):
+    """Stage 2 fits the audio VAE's latent statistics to the world's soundtracks before it caches latents
+    (`train_dit.fit_audio_statistics`, on the first 128 clips: all 8 here), so the cached audio tokens have zero
+    mean and unit deviation per channel. The seeded statistics it replaces (means ~0.1 apart, deviations 0.5 to
+    1.5) leave channel means of 0.1 or more and deviations far from 1 (the raw latents' deviations are 0.2-0.5)."""
+    from safetensors.numpy import load_file
+
+    root, _ = runs
+    dit = root / "whole" / "dit"
+    index = [json.loads(line) for line in (dit / "cache" / "index.jsonl").read_text().splitlines()]
+    assert len(index) == 8
+    tokens = []
+    for row in index:
+        with np.load(dit / "cache" / row["file"]) as z:
+            tokens.append(z["audio_latent"])
+    tokens = np.concatenate(tokens)
+    assert tokens.shape[1] == 32  # the world's audio VAE: ch 32 = z_channels 2 x 16 latent mel bins
+    np.testing.assert_allclose(tokens.mean(0), 0.0, atol=1e-4)
+    np.testing.assert_allclose(tokens.std(0), 1.0, atol=1e-3)
+    base = load_file(str(dit / "base.safetensors"))
+    std = base["audio_vae.per_channel_statistics.std-of-means"]
+    assert std.shape == (32,) and std.min() > 0
+    # The DiT's audio stream (4 heads x 16, as its video stream) is twice as wide as its tokens, so the flow
+    # target eps - x0 fits through it (`train_dit.AUDIO_CH`).
+    assert base["model.diffusion_model.audio_patchify_proj.weight"].shape == (64, 32)
+
+
 def test_audio_swap_refuses_a_file_with_other_tensors(tmp_path):
     """`package.cast_copy(audio=...)` replaces only the audio decoder and vocoder: an audio file holding anything
     else (here a DiT weight) is refused by name, and nothing is written."""
