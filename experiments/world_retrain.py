@@ -7,19 +7,16 @@ audio VAE 32 wide, its latent statistics fitted: `world.train_dit`), which needs
 student, but stage 1 (the video VAE, 25 min) did not, so it is restored rather than re-run:
   1. `vae/`: the shipped model's `vae.*` tensors (bf16 -> float32, exact) as `video_vae.npz` in our module paths,
      and `video_vae.json` = the shipped config and held-out metrics;
-  2. `dit/` prepared (`world.train_dit.prepare`: base file, world, audio statistics, cache), then the audio stage
-     (`world.train_audio`, on `dit/base.safetensors`, whose audio VAE the trained file keeps) in a second process
-     while this one trains the DiT (`recipe.reproduce(until="dit")`): on 2 cores the two share the CPU;
-  3. `recipe.reproduce` for the rest (distillation, packaging, adherence); the manifest's stage-1 entries (loss
-     curve, seconds) are then the shipped ones and its provenance says what was restored. `--install` copies the
-     result over the package's default.
+  2. `recipe.reproduce(beside=True)` for the rest: the decoder stage (on the restored stage 1) and the audio stage
+     (on the DiT's base file) in processes beside the DiT, then distillation, packaging, adherence; the manifest's
+     stage-1 entries (loss curve, seconds) are then the shipped ones and its provenance says what was restored.
+     `--install` copies the result over the package's default.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -58,8 +55,6 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     from ltx_jax.world.package import DEFAULT_DIR, MANIFEST, MODEL, code_fingerprint
     from ltx_jax.world.recipe import Recipe, install_default, reproduce
-    from ltx_jax.world.train_dit import prepare
-    from ltx_jax.world.train_vae import load_trained, video_vae_config
 
     out = Path(args.out)
     log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
@@ -71,27 +66,11 @@ def main(argv=None) -> int:
     if not (out / "recipe.json").exists():
         provenance = (
             "Stage 1 (the video VAE) is the previous default's, restored from its bf16 file by "
-            "`experiments/world_retrain.py`, which ran the rest of this recipe with its code (the audio stage "
-            "beside stage 2, on stage 2's base file). The previous default's provenance: " + shipped["provenance"])
+            "`experiments/world_retrain.py`, which ran the rest of this recipe with its code (the decoder and audio "
+            "stages beside stage 2). The previous default's provenance: " + shipped["provenance"])
         (out / "recipe.json").write_text(json.dumps({"recipe": recipe.to_json(), "code": code_fingerprint(),
                                                      "provenance": provenance}, indent=1) + "\n")
-    vae_cfg, weights = load_trained(out / "vae")
-    v = recipe.vae
-    prepare(out / "dit", weights, video_vae_config(vae_cfg), recipe.dit, frames=v.frames, height=v.height,
-            width=v.width, log=log)
-    audio = None
-    if not (out / "audio" / "audio.json").exists():
-        code = ("import sys, json; from pathlib import Path; from ltx_jax.world.recipe import Recipe, record_stage; "
-                "from ltx_jax.world.train_audio import train_audio; out = Path(sys.argv[1]); "
-                "r = Recipe.from_json(json.loads((out / 'recipe.json').read_text())['recipe']); v = r.vae; "
-                "res = train_audio(out / 'audio', out / 'dit' / 'base.safetensors', r.audio, frames=v.frames, "
-                "height=v.height, width=v.width, log=lambda m: print(m, file=sys.stderr, flush=True)); "
-                "record_stage(out, 'audio', res['seconds'])")
-        audio = subprocess.Popen([sys.executable, "-c", code, str(out)])
-    summary = reproduce(out, recipe, until="dit", log=log)
-    if audio is not None and audio.wait() != 0:
-        raise SystemExit(f"the audio stage failed (exit {audio.returncode})")
-    summary = reproduce(out, recipe, log=log)
+    summary = reproduce(out, recipe, beside=True, log=log)
     default = out / "default"
     manifest = json.loads((default / MANIFEST).read_text())
     manifest["loss_curves"]["video_vae"] = shipped["loss_curves"]["video_vae"]

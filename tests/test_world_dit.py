@@ -2,9 +2,11 @@
 video VAE, then the DiT (the official single-file base -> world dataset -> latent cache -> `ltx-jax train`):
 the loss falls, a run stopped and resumed continues the uninterrupted curve, the written model is the base file
 with only the transformer changed (the trained VAE is in it, bit for bit); the 8-step distillation likewise,
-moving only linear weights; the audio stage (decoder + vocoder) likewise resumes on its curve; and the packaged
-default: the teacher in bf16 with the audio stage's decoder and vocoder (and vocoder config), the student as an
-official LoRA that reproduces it, the manifest's sizes, hashes, recipe, curves and adherence counts."""
+moving only linear weights; the audio stage (decoder + vocoder) likewise resumes on its curve; the run whose
+decoder and audio stages ran beside the DiT (`beside=True`) has the curves of the one-process resumed run; and the
+packaged default: the teacher in bf16 with the decoder stage's video decoder and the audio stage's decoder and
+vocoder (and vocoder config), the student as an official LoRA that reproduces it, the manifest's sizes, hashes,
+recipe, curves and adherence counts."""
 
 from __future__ import annotations
 
@@ -20,13 +22,15 @@ from ltx_jax.world.recipe import Recipe, reproduce
 root = Path(sys.argv[1])
 tiny = Recipe.tiny()
 quiet = dict(log=lambda _: None)
-whole = reproduce(root / "whole", tiny, **quiet)  # `ltx-jax world-default --tiny`: every stage, packaged
+# `ltx-jax world-default --tiny`: every stage, packaged; the decoder and audio stages in processes beside the DiT
+whole = reproduce(root / "whole", tiny, beside=True, **quiet)
 # The resumed run reuses the finished VAE (a finished stage is skipped) and the DiT's prepared inputs (prepare is
 # idempotent): mp4 writing is not always byte-reproducible (README "Synthetic world"), so a fresh dataset could
 # differ in a few pixels and the curves would not be comparable step for step.
 (root / "resumed").mkdir()
 shutil.copy(root / "whole" / "recipe.json", root / "resumed" / "recipe.json")
 shutil.copytree(root / "whole" / "vae", root / "resumed" / "vae")
+shutil.copytree(root / "whole" / "decoder", root / "resumed" / "decoder")
 shutil.copytree(root / "whole" / "dit", root / "resumed" / "dit", ignore=lambda d, names: ["train"] if d == str(
     root / "whole" / "dit") else [])
 first = reproduce(root / "resumed", tiny, stop_after={"dit": 6}, **quiet)
@@ -158,12 +162,17 @@ def test_packaged_default_is_the_teacher_in_bf16_with_a_manifest(runs):
 
     teacher = load_file(str(root / "whole" / "dit" / "train" / "model.safetensors"))
     audio = load_file(str(root / "whole" / "audio" / "audio.safetensors"))
+    with np.load(root / "whole" / "decoder" / "video_vae.npz") as z:
+        decoder = {"vae." + k: z[k] for k in z.files if k.startswith("decoder.") and "per_channel" not in k}
     packed = load_file(str(default / "model.safetensors"))
-    # the teacher's tensors but the audio decoder's and the vocoder's, which are the audio stage's
+    # the teacher's tensors but the audio decoder's and the vocoder's, which are the audio stage's, and the video
+    # decoder's, which are the decoder stage's (its encoder and statistics are the teacher's)
     assert set(packed) == {k for k in teacher if not k.startswith(AUDIO_PARTS)} | set(audio)
     assert any(k.startswith("audio_vae.decoder.") for k in audio) and any(k.startswith("vocoder.") for k in audio)
+    assert len(decoder) > 10 and set(decoder) == {k for k in teacher if k.startswith("vae.decoder.")}
+    assert any(not np.array_equal(decoder[k], teacher[k]) for k in decoder)  # the decoder stage moved it
     for key in packed:
-        value = audio[key] if key.startswith(AUDIO_PARTS) else teacher[key]
+        value = audio[key] if key.startswith(AUDIO_PARTS) else decoder[key] if key in decoder else teacher[key]
         assert packed[key].dtype == ml_dtypes.bfloat16, key
         assert np.array_equal(packed[key], value.astype(ml_dtypes.bfloat16)), key
     with SafetensorsFile(default / "model.safetensors") as f:
@@ -176,8 +185,11 @@ def test_packaged_default_is_the_teacher_in_bf16_with_a_manifest(runs):
                                                                                    "held_out": 1000}
     assert len(manifest["code"]["at_training_start"]["sources_sha256"]) == 64
     curves = manifest["loss_curves"]
-    # 2 VAE steps, 16 DiT logs (10 per row), 10 distill steps, 4 audio steps (50 per row)
-    assert [len(c) for c in curves.values()] == [1, 2, 1, 1]
+    # 2 VAE steps, 2 decoder steps, 16 DiT logs (10 per row), 10 distill steps, 4 audio steps (50 per row)
+    assert [len(c) for c in curves.values()] == [1, 1, 2, 1, 1]
+    assert manifest["video_vae_decoder"]["decoder"]["steps"] == 2
+    assert manifest["video_vae_decoder"]["stage1_held_out_psnr"] == pytest.approx(
+        manifest["video_vae"]["held_out_psnr"], abs=1e-4)
     assert manifest["audio"]["config"]["steps"] == 4 and "held_out_mel_l1" in manifest["audio"]
 
 
@@ -280,3 +292,29 @@ def test_audio_swap_refuses_a_file_with_other_tensors(tmp_path):
     with pytest.raises(ValueError, match="proj_out.weight"):
         cast_copy(tmp_path / "m.safetensors", tmp_path / "out.safetensors", audio=tmp_path / "a.safetensors")
     assert not (tmp_path / "out.safetensors").exists()
+
+
+def test_decoder_swap_refuses_a_file_with_another_encoder(tmp_path):
+    """`package.cast_copy(decoder=...)` replaces only the video decoder, and only on the encoder the DiT was trained
+    on: a decoder-stage file whose encoder differs is refused by name, and nothing is written."""
+    from safetensors.numpy import load_file, save_file
+
+    from ltx_jax.world.package import cast_copy
+
+    one = np.ones((2, 2), np.float32)
+    save_file({"vae.encoder.conv_in.weight": one, "vae.decoder.conv_in.weight": one,
+               "vae.per_channel_statistics.mean-of-means": one[0], "model.diffusion_model.proj_out.weight": one},
+              str(tmp_path / "m.safetensors"), metadata={"config": "{}"})
+    stage = {"decoder.conv_in.weight": 3 * one, "encoder.per_channel_statistics.mean_of_means": one[0],
+             "decoder.per_channel_statistics.mean_of_means": one[0]}
+    np.savez(tmp_path / "bad.npz", **stage, **{"encoder.conv_in.weight": 2 * one})
+    with pytest.raises(ValueError, match="encoder differs.*vae.encoder.conv_in.weight"):
+        cast_copy(tmp_path / "m.safetensors", tmp_path / "out.safetensors", decoder=tmp_path / "bad.npz")
+    assert not (tmp_path / "out.safetensors").exists()
+    np.savez(tmp_path / "good.npz", **stage, **{"encoder.conv_in.weight": one})
+    cast_copy(tmp_path / "m.safetensors", tmp_path / "out.safetensors", dtype=np.float32,
+              decoder=tmp_path / "good.npz")
+    out = load_file(str(tmp_path / "out.safetensors"))
+    assert {k: float(v.flat[0]) for k, v in out.items()} == {
+        "vae.encoder.conv_in.weight": 1.0, "vae.decoder.conv_in.weight": 3.0,
+        "vae.per_channel_statistics.mean-of-means": 1.0, "model.diffusion_model.proj_out.weight": 1.0}

@@ -1,6 +1,8 @@
 """Training the embedded default's video VAE on the synthetic world (issue 17, stage 1): at a tiny size the loss
 falls, a run stopped and resumed continues the uninterrupted curve step for step, the written weights are the
-LTX-2.3 VAE layout, and the latent statistics normalize training latents to zero mean and unit deviation."""
+LTX-2.3 VAE layout, and the latent statistics normalize training latents to zero mean and unit deviation. Stage 1b
+(the decoder trained on with the encoder frozen) likewise: its loss falls, it resumes on its curve, and it keeps
+stage 1's encoder and statistics bit for bit."""
 
 from __future__ import annotations
 
@@ -9,10 +11,13 @@ import json
 import numpy as np
 import pytest
 
+from ltx_jax.world.train_decoder import DecoderTrainConfig
 from ltx_jax.world.train_vae import VAETrainConfig, psnr, train_video_vae
 
 CFG = VAETrainConfig(latent_channels=16, decoder_base_channels=8, frames=9, height=32, width=32, batch=2, steps=10,
                      warmup_steps=2, learning_rate=2e-3, save_every=5, held_out_clips=8, object_weight=2.0)
+# every step on the whole pool (4 clips), so the loss must fall within 10 steps
+DECODER = DecoderTrainConfig(steps=10, batch=4, learning_rate=2e-3, warmup_steps=2, pool=4, save_every=4)
 
 
 def _curve(path) -> list[float]:
@@ -21,13 +26,19 @@ def _curve(path) -> list[float]:
 
 _RUNS = """
 import json, sys
+from pathlib import Path
+from ltx_jax.world.train_decoder import DecoderTrainConfig, train_decoder
 from ltx_jax.world.train_vae import VAETrainConfig, train_video_vae
-cfg = VAETrainConfig(**json.loads(sys.argv[1]))
+cfg, dcfg = VAETrainConfig(**json.loads(sys.argv[1])), DecoderTrainConfig(**json.loads(sys.argv[2]))
+whole, resumed = Path(sys.argv[3]), Path(sys.argv[4])
 logs = []
-first = train_video_vae(sys.argv[3], cfg, stop_after=4, log=logs.append)
-second = train_video_vae(sys.argv[3], cfg, log=logs.append)
-full = train_video_vae(sys.argv[2], cfg, log=lambda _: None)
-print(json.dumps([first, second, full, logs]))
+first = train_video_vae(resumed, cfg, stop_after=4, log=logs.append)
+second = train_video_vae(resumed, cfg, log=logs.append)
+full = train_video_vae(whole, cfg, log=lambda _: None)
+decoder = [train_decoder(resumed / "decoder", whole, dcfg, stop_after=3, log=logs.append),
+           train_decoder(resumed / "decoder", whole, dcfg, log=logs.append),
+           train_decoder(whole / "decoder", whole, dcfg, log=lambda _: None)]
+print(json.dumps([first, second, full, logs, decoder]))
 """
 
 
@@ -41,12 +52,12 @@ def runs(tmp_path_factory):
     import subprocess
     import sys
     whole, resumed = tmp_path_factory.mktemp("whole"), tmp_path_factory.mktemp("resumed")
-    result = subprocess.run([sys.executable, "-c", _RUNS, json.dumps(dataclasses.asdict(CFG)), str(whole),
-                             str(resumed)], capture_output=True, text=True,
-                            env={**os.environ, "JAX_PLATFORMS": "cpu"})
+    result = subprocess.run([sys.executable, "-c", _RUNS, json.dumps(dataclasses.asdict(CFG)),
+                             json.dumps(dataclasses.asdict(DECODER)), str(whole), str(resumed)],
+                            capture_output=True, text=True, env={**os.environ, "JAX_PLATFORMS": "cpu"})
     assert result.returncode == 0, result.stderr[-3000:]
-    first, second, full, logs = json.loads(result.stdout.strip().splitlines()[-1])
-    return whole, resumed, first, second, full, logs
+    first, second, full, logs, decoder = json.loads(result.stdout.strip().splitlines()[-1])
+    return whole, resumed, first, second, full, logs, decoder
 
 
 def test_loss_falls(runs):
@@ -57,7 +68,7 @@ def test_loss_falls(runs):
 
 
 def test_resumed_run_continues_the_same_curve(runs):
-    whole, resumed, first, second, full, logs = runs
+    whole, resumed, first, second, full, logs, _ = runs
     assert first["step"] == 4 and "held_out_psnr" not in first  # stopped early: no evaluation, no weights
     assert "resumed at step 4" in logs
     assert second["step"] == full["step"] == CFG.steps
@@ -108,7 +119,7 @@ def test_object_pixels_weigh_more():
 
 
 def test_held_out_agreement_is_reported(runs):
-    *_, full, _ = runs
+    *_, full, _, _ = runs
     agreement = full["held_out_agreement"]
     assert set(agreement) == {"colour", "shape", "direction"}
     assert all(0.0 <= v <= 100.0 for v in agreement.values())
@@ -132,3 +143,37 @@ def test_bad_settings_are_refused_before_anything_is_written(tmp_path):
     result = subprocess.run([sys.executable, "-m", "ltx_jax.cli", "world-vae", "--out", str(out), "--frames", "8"],
                             capture_output=True, text=True)
     assert result.returncode == 2 and "1 + 8k" in result.stderr and not out.exists()
+
+
+def test_decoder_stage_loss_falls_and_resumes_on_the_same_curve(runs):
+    whole, resumed, *_, full, logs, (first, second, done) = runs
+    curve = _curve(whole / "decoder")
+    assert len(curve) == DECODER.steps
+    assert np.mean(curve[-3:]) < 0.8 * np.mean(curve[:3]), curve
+    assert first["step"] == 3 and "held_out_psnr" not in first
+    assert logs.count("resumed at step 3") == 1
+    np.testing.assert_allclose(_curve(resumed / "decoder"), curve, rtol=0, atol=1e-6)
+    assert second["held_out_psnr"] == pytest.approx(done["held_out_psnr"], abs=1e-4)
+    # its "before" is stage 1's own held-out PSNR, measured again on the weights read back from video_vae.npz
+    assert done["stage1_held_out_psnr"] == pytest.approx(full["held_out_psnr"], abs=1e-4)
+    assert set(done["held_out_agreement"]) == {"colour", "shape", "direction"}
+
+
+def test_decoder_stage_keeps_the_encoder_and_moves_only_the_decoder(runs):
+    whole, *_ = runs
+    with np.load(whole / "video_vae.npz") as a, np.load(whole / "decoder" / "video_vae.npz") as b:
+        assert set(a.files) == set(b.files)
+        for key in a.files:
+            same = np.array_equal(a[key], b[key])
+            # statistics are buffers, not trained: kept with the encoder
+            assert same == (not key.startswith("decoder.") or "per_channel_statistics" in key), key
+    meta = json.loads((whole / "decoder" / "video_vae.json").read_text())
+    assert meta["config"] == json.loads((whole / "video_vae.json").read_text())["config"]
+    assert meta["decoder"]["steps"] == DECODER.steps
+
+
+def test_decoder_stage_refuses_bad_settings():
+    with pytest.raises(ValueError, match="pool=4 clips cannot fill a batch of 8"):
+        DecoderTrainConfig(pool=4, batch=8)
+    with pytest.raises(ValueError, match="steps=0"):
+        DecoderTrainConfig(steps=0)

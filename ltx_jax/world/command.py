@@ -190,10 +190,13 @@ def add_default_parser(sub) -> None:
                    help="copy OUT/default here when done (no DIR: the package's ltx_jax/data/world_default)")
     p.add_argument("--tiny", action="store_true", help="a few steps of each stage at 9x32x32 (a smoke run)")
     p.add_argument("--vae-steps", type=int, default=d.vae.steps)
+    p.add_argument("--decoder-steps", type=int, default=d.decoder.steps)
     p.add_argument("--dit-steps", type=int, default=d.dit.steps)
     p.add_argument("--audio-steps", type=int, default=d.audio.steps)
     p.add_argument("--distill-steps", type=int, default=d.distill.steps)
     p.add_argument("--prompts", type=int, default=d.prompts, help="held-out prompts of the adherence check (0: skip)")
+    p.add_argument("--sequential", action="store_true",
+                   help="run every stage in this process (default: the decoder and audio stages beside the DiT)")
     p.set_defaults(func=run_default)
 
 
@@ -209,13 +212,17 @@ def run_default(args: argparse.Namespace) -> int:
         r = Recipe.tiny() if args.tiny else Recipe()
         if not args.tiny:
             r = dataclasses.replace(r, vae=dataclasses.replace(r.vae, steps=args.vae_steps),
+                                    decoder=dataclasses.replace(r.decoder, steps=args.decoder_steps,
+                                                                warmup_steps=min(r.decoder.warmup_steps,
+                                                                                 args.decoder_steps)),
                                     dit=dataclasses.replace(r.dit, steps=args.dit_steps),
                                     audio=dataclasses.replace(r.audio, steps=args.audio_steps,
                                                               warmup_steps=min(r.audio.warmup_steps, args.audio_steps)),
                                     distill=dataclasses.replace(r.distill, steps=args.distill_steps),
                                     prompts=args.prompts)
         install = DEFAULT_DIR if args.install == "package" else args.install
-        result = reproduce(args.out, r, install=install, log=lambda s: print(s, file=sys.stderr))
+        result = reproduce(args.out, r, install=install, beside=not args.sequential,
+                           log=lambda s: print(s, file=sys.stderr))
     except (ValueError, OSError, DataError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

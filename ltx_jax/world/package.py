@@ -3,8 +3,8 @@
 No ltx_core counterpart. `package(run, out)` writes the folder `ltx_jax/data/world_default` holds:
   model.safetensors          the dev model: the official single-file layout (DiT, connectors, video VAE, audio VAE,
                              vocoder, the config in the metadata), every float tensor in bf16 as the official
-                             files ship; the audio VAE decoder and the vocoder (and its config) are the audio
-                             stage's
+                             files ship; the video VAE decoder is the decoder stage's, the audio VAE decoder
+                             and the vocoder (and its config) are the audio stage's
   distilled-lora.safetensors the 8-step student as an official-layout LoRA on the dev model (`--lora`, strength 1),
                              as Lightricks ship their distilled model: for each linear weight the student moved,
                              the full-rank SVD factors of (student - teacher) in bf16. Only linear weights may
@@ -37,6 +37,7 @@ DEFAULT_DIR = Path(__file__).resolve().parent.parent / "data" / "world_default"
 MODEL, LORA, GEMMA, MANIFEST = "model.safetensors", "distilled-lora.safetensors", "gemma", "manifest.json"
 _PREFIX = "model.diffusion_model."
 AUDIO_PARTS = ("audio_vae.decoder.", "vocoder.")  # what the audio stage (`world.train_audio`) replaces
+VIDEO_DECODER = "vae.decoder."  # what the decoder stage (`world.train_decoder`) replaces
 AUDIO_CURVE_KEYS = ("loss", "mel_l1", "vocoder_wave_l1", "vocoder_convergence")
 AUDIO_CURVE = "audio (step, loss, decoder log-mel L1, vocoder waveform L1 x weight, spectral convergence)"
 _BF16 = np.dtype(ml_dtypes.bfloat16)
@@ -71,15 +72,31 @@ def file_table(folder: Path) -> dict[str, dict]:
             for p in sorted(folder.rglob("*")) if p.is_file() and p.name != MANIFEST}
 
 
-def cast_copy(src: Path, dst: Path, dtype=_BF16, *, audio: Path | None = None) -> None:
+def cast_copy(src: Path, dst: Path, dtype=_BF16, *, audio: Path | None = None, decoder: Path | None = None) -> None:
     """`src` with every float tensor in `dtype` (bf16 as the official files ship). With `audio` (a
     `world.train_audio` file): its audio VAE decoder and vocoder replace `src`'s (every key under `AUDIO_PARTS`),
-    and its config's vocoder entry `src`'s."""
+    and its config's vocoder entry `src`'s. With `decoder` (a `world.train_decoder` `video_vae.npz`): its video
+    decoder replaces `src`'s (every key under `VIDEO_DECODER`); its encoder and latent statistics must be `src`'s,
+    bit for bit (refused otherwise: the DiT was trained on that encoder's latents)."""
     from ltx_jax.checkpoint.safetensors_file import SafetensorsFile, save_file
+    from ltx_jax.world.train_dit import _vae_tensors
 
     with contextlib.ExitStack() as files:
         f = files.enter_context(SafetensorsFile(src))
-        owner = {k: f for k in f}
+        owner, arrays = {k: f for k in f}, {}
+        if decoder is not None:
+            vae = _vae_tensors(decoder)
+            if set(vae) != {k for k in f if k.startswith("vae.")}:
+                raise ValueError(f"{decoder}: not the video VAE layout of {src}")
+            moved = [k for k in vae if not k.startswith(VIDEO_DECODER) and not np.array_equal(vae[k], f[k])]
+            if moved:
+                raise ValueError(f"{decoder}: its encoder differs from {src}'s (e.g. {moved[:3]}); the decoder "
+                                 "stage must keep the encoder the DiT was trained on")
+            arrays = {k: v for k, v in vae.items() if k.startswith(VIDEO_DECODER)}
+            reshaped = [k for k, v in arrays.items() if tuple(v.shape) != tuple(f.info(k).shape)]
+            if reshaped:
+                raise ValueError(f"{decoder}: {reshaped[0]} has shape {arrays[reshaped[0]].shape}, {src} holds "
+                                 f"{tuple(f.info(reshaped[0]).shape)}")
         metadata = dict(f.metadata)
         if audio is not None:
             a = files.enter_context(SafetensorsFile(audio))
@@ -92,11 +109,15 @@ def cast_copy(src: Path, dst: Path, dtype=_BF16, *, audio: Path | None = None) -
             metadata["config"] = json.dumps(config)
         shapes, writers = {}, {}
         for key in sorted(owner):
-            info = owner[key].info(key)
-            floating = info.numpy_dtype == _BF16 or np.issubdtype(info.numpy_dtype, np.floating)  # bf16: kind "V"
-            cast = np.dtype(dtype) if floating else info.numpy_dtype
-            shapes[key] = (tuple(info.shape), cast)
-            writers[key] = lambda key=key, cast=cast: np.asarray(owner[key][key]).astype(cast)
+            if key in arrays:
+                shape, stored, read = arrays[key].shape, arrays[key].dtype, arrays.get
+            else:
+                info = owner[key].info(key)
+                shape, stored, read = tuple(info.shape), info.numpy_dtype, lambda key: owner[key][key]
+            floating = stored == _BF16 or np.issubdtype(stored, np.floating)  # bf16: kind "V"
+            cast = np.dtype(dtype) if floating else stored
+            shapes[key] = (tuple(shape), cast)
+            writers[key] = lambda key=key, cast=cast, read=read: np.asarray(read(key)).astype(cast)
         save_file(writers, dst, metadata, shapes=shapes)
 
 
@@ -156,13 +177,15 @@ def curve(path: Path, window: int, keys: tuple[str, ...] = ("loss",)) -> list[li
 
 def package(run: str | Path, out: str | Path = DEFAULT_DIR, *, adherence: dict | None = None,
             overwrite: bool = False) -> dict:
-    """Package the finished reproduce run `run` (`recipe.json`, `vae/`, `dit/`, `audio/`, `distill/`) into `out`.
+    """Package the finished reproduce run `run` (`recipe.json`, `vae/`, `decoder/`, `dit/`, `audio/`, `distill/`)
+    into `out`.
 
     Returns the manifest. Raises FileExistsError when `out` exists (unless `overwrite`), FileNotFoundError when a
     stage of `run` is not finished, ValueError from `lora_from_student`.
     """
     run, out = Path(run), Path(out)
     needed = {"recipe": run / "recipe.json", "vae": run / "vae" / "video_vae.json",
+              "decoder": run / "decoder" / "video_vae.json",
               "teacher": run / "dit" / "train" / "model.safetensors",
               "student": run / "distill" / "student.safetensors",
               "audio": run / "audio" / "audio.json",
@@ -176,7 +199,8 @@ def package(run: str | Path, out: str | Path = DEFAULT_DIR, *, adherence: dict |
     shutil.rmtree(stage, ignore_errors=True)
     stage.mkdir(parents=True)
     try:
-        cast_copy(needed["teacher"], stage / MODEL, audio=run / "audio" / AUDIO_FILE)
+        cast_copy(needed["teacher"], stage / MODEL, audio=run / "audio" / AUDIO_FILE,
+                  decoder=run / "decoder" / "video_vae.npz")
         lora = lora_from_student(needed["teacher"], needed["student"], stage / LORA)
         shutil.copytree(needed["gemma"], stage / GEMMA)
         recipe = json.loads(needed["recipe"].read_text())
@@ -190,9 +214,11 @@ def package(run: str | Path, out: str | Path = DEFAULT_DIR, *, adherence: dict |
                                                        "held_out": recipe["recipe"]["vae"]["held_out_seed"]},
             "stages": stages,
             "video_vae": json.loads(needed["vae"].read_text()),
+            "video_vae_decoder": json.loads(needed["decoder"].read_text()),  # the shipped decoder's metrics
             "audio": json.loads(needed["audio"].read_text()),
             "loss_curves": {
                 "video_vae": curve(run / "vae" / "loss.jsonl", 50),
+                "video_vae_decoder": curve(run / "decoder" / "loss.jsonl", 50),
                 "dit (step, loss, video, audio; logged every 10 steps, mean of 10 logs)":
                     curve(run / "dit" / "train" / "log.jsonl", 10, ("loss", "loss_video", "loss_audio")),
                 "distill (step, loss, video, audio)": curve(run / "distill" / "loss.jsonl", 50,

@@ -2,6 +2,8 @@
 
 No ltx_core counterpart. `reproduce(out, recipe)` runs, each stage resumable and skipped once finished:
   1. `vae/`      the video VAE on the world (`world.train_vae`);
+  1b. `decoder/` its decoder trained on with the encoder frozen (`world.train_decoder`): the shipped decoder;
+                 every later stage encodes with stage 1's encoder, which this stage keeps bit for bit;
   2. `dit/`      the dev DiT on the world with flow matching and caption dropout (`world.train_dit`);
   3. `audio/`    the audio VAE decoder and the vocoder, for the DiT's (still random) audio encoder
                  (`world.train_audio`);
@@ -10,8 +12,9 @@ No ltx_core counterpart. `reproduce(out, recipe)` runs, each stage resumable and
                  LoRA student on `recipe.prompts` held-out prompts, written into the manifest;
 and, when asked, copies `default/` to the package's data folder. `recipe.json` pins the recipe and the source
 code's fingerprint at the start; a folder started with another recipe is refused. `stages.json` records each
-stage's seconds. Measured on the 2-core CPU machine: VAE 25 + DiT 51 + audio 18 + distillation 12 + adherence
-1.5 min.
+stage's seconds. With `beside=True` (the `world-default` command's default) the decoder and audio stages run in
+second processes beside the DiT. Stage times on the 2-core CPU machine (different runs): VAE 25 min, DiT 61 with
+the audio stage (19) beside it, decoder stage 19, distillation 19, packaging and adherence 1.5.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -26,17 +31,19 @@ from pathlib import Path
 from ltx_jax.world.distill import DistillConfig
 from ltx_jax.world.package import MANIFEST
 from ltx_jax.world.train_audio import AudioTrainConfig
+from ltx_jax.world.train_decoder import DecoderTrainConfig
 from ltx_jax.world.train_dit import DiTTrainConfig
 from ltx_jax.world.train_vae import VAETrainConfig
 
 __all__ = ["Recipe", "reproduce", "adherence", "measure_default", "install_default", "record_stage", "STAGES"]
 
-STAGES = ("vae", "dit", "audio", "distill")
+STAGES = ("vae", "decoder", "dit", "audio", "distill")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Recipe:
     vae: VAETrainConfig = dataclasses.field(default_factory=VAETrainConfig)
+    decoder: DecoderTrainConfig = dataclasses.field(default_factory=DecoderTrainConfig)
     dit: DiTTrainConfig = dataclasses.field(default_factory=DiTTrainConfig)
     audio: AudioTrainConfig = dataclasses.field(default_factory=AudioTrainConfig)
     distill: DistillConfig = dataclasses.field(default_factory=DistillConfig)
@@ -54,6 +61,7 @@ class Recipe:
         """A few steps of every stage at 9 x 32 x 32 (the CI test of the command)."""
         return cls(vae=VAETrainConfig(latent_channels=16, decoder_base_channels=8, frames=9, height=32, width=32,
                                       batch=2, steps=2, warmup_steps=1, save_every=2, held_out_clips=8),
+                   decoder=DecoderTrainConfig(steps=2, batch=2, warmup_steps=1, pool=4, save_every=2),
                    dit=DiTTrainConfig(clips=8, layers=2, steps=16, batch=4, learning_rate=3e-3, warmup_steps=2,
                                       checkpoint_every=4, log_every=1, caption_dropout_p=0.25),
                    audio=AudioTrainConfig(steps=4, batch=2, warmup_steps=1, save_every=2, held_out_clips=2),
@@ -66,9 +74,9 @@ class Recipe:
 
     @classmethod
     def from_json(cls, d: Mapping) -> Recipe:
-        return cls(vae=VAETrainConfig(**d["vae"]), dit=DiTTrainConfig(**d["dit"]),
-                   audio=AudioTrainConfig(**d["audio"]), distill=DistillConfig(**d["distill"]),
-                   **{k: v for k, v in d.items() if k not in ("vae", "dit", "audio", "distill")})
+        parts = {"vae": VAETrainConfig, "decoder": DecoderTrainConfig, "dit": DiTTrainConfig,
+                 "audio": AudioTrainConfig, "distill": DistillConfig}
+        return cls(**{k: parts[k](**v) if k in parts else v for k, v in d.items()})
 
 
 def _pin(out: Path, recipe: Recipe) -> None:
@@ -146,8 +154,61 @@ def measure_default(default: Path, recipe: Recipe, out: Path, log: Callable[[str
     return manifest
 
 
+_DONE = {"vae": "vae/video_vae.json", "decoder": "decoder/video_vae.json", "dit": "dit/train/model.safetensors",
+         "audio": "audio/audio.json", "distill": "distill/student.safetensors"}  # written when a stage finishes
+
+
+def run_stage(name: str, out: Path, recipe: Recipe, *, stop_after: int | None = None,
+              log: Callable[[str], None] = print) -> tuple[dict, bool]:
+    """Run (or resume) stage `name` of the run `out`; returns (its summary, whether it finished)."""
+    v = recipe.vae
+    if name == "vae":
+        from ltx_jax.world.train_vae import train_video_vae
+        r = train_video_vae(out / "vae", v, stop_after=stop_after, log=log)
+        return r, r["step"] >= v.steps
+    if name == "decoder":
+        from ltx_jax.world.train_decoder import train_decoder
+        r = train_decoder(out / "decoder", out / "vae", recipe.decoder, stop_after=stop_after, log=log)
+        return r, r["step"] >= recipe.decoder.steps
+    if name == "dit":
+        from ltx_jax.world.train_dit import train_dit
+        from ltx_jax.world.train_vae import load_trained, video_vae_config
+        vae_cfg, weights = load_trained(out / "vae")
+        r = train_dit(out / "dit", weights, video_vae_config(vae_cfg), recipe.dit, frames=v.frames,
+                      height=v.height, width=v.width, stop_after=stop_after, log=log)
+        return r, "model" in r
+    if name == "audio":  # on the DiT's base file, whose audio VAE the trained file keeps
+        from ltx_jax.world.train_audio import train_audio
+        r = train_audio(out / "audio", out / "dit" / "base.safetensors", recipe.audio, frames=v.frames,
+                        height=v.height, width=v.width, stop_after=stop_after, log=log)
+        return r, r["step"] >= recipe.audio.steps
+    if name == "distill":
+        from ltx_jax.world.distill import distill
+        r = distill(out / "dit", out / "distill", recipe.distill, stop_after=stop_after, log=log)
+        return r, "student" in r
+    raise ValueError(f"unknown stage {name!r}; stages are {STAGES}")
+
+
+def _beside(out: Path, name: str) -> subprocess.Popen:
+    """Stage `name` of `out` (its pinned recipe) in a second process (`python -m ltx_jax.world.recipe`); its log
+    lines go to stderr prefixed with the stage, its summary to stdout."""
+    return subprocess.Popen([sys.executable, "-m", "ltx_jax.world.recipe", str(out), name], stdout=subprocess.PIPE,
+                            text=True)
+
+
+def _join(side: dict[str, subprocess.Popen], out: Path, summary: dict) -> None:
+    """Wait for the stages running beside; record their seconds and summaries (raises if one failed)."""
+    for name, proc in list(side.items()):
+        lines = proc.communicate()[0].strip().splitlines()
+        if proc.returncode != 0 or not lines:
+            raise RuntimeError(f"the {name} stage beside the DiT failed (exit {proc.returncode}); its log is above")
+        summary["stages"][name] = json.loads(lines[-1])
+        record_stage(out, name, summary["stages"][name]["seconds"])
+        del side[name]
+
+
 def reproduce(out: str | Path, recipe: Recipe, *, stop_after: Mapping[str, int] | None = None,
-              until: str | None = None, install: str | Path | None = None,
+              until: str | None = None, install: str | Path | None = None, beside: bool = False,
               log: Callable[[str], None] = print) -> dict:
     """Run (or resume) every stage of `recipe` in `out` (see the module docstring).
 
@@ -156,65 +217,58 @@ def reproduce(out: str | Path, recipe: Recipe, *, stop_after: Mapping[str, int] 
             return without running later stages (for tests of resumption).
         until: return once this stage (of `STAGES`) is finished, before packaging.
         install: copy the packaged `default/` here when done (the package's `DEFAULT_DIR` for a release).
+        beside: run the decoder and audio stages in second processes beside the DiT (they need only stage 1 and
+            the DiT's base file): the same results (every stage's data is a function of its seed and step), in
+            less time where one process does not use every core (on the 2-core machine). Not with `stop_after`.
 
     Returns:
         {"finished": bool, "stages": {stage: summary}, and when finished "default" (the packaged folder) and
         "manifest"}.
     """
-    from ltx_jax.world.distill import distill
     from ltx_jax.world.package import package
-    from ltx_jax.world.train_audio import train_audio
-    from ltx_jax.world.train_dit import train_dit
-    from ltx_jax.world.train_vae import load_trained, train_video_vae, video_vae_config
+    from ltx_jax.world.train_dit import prepare
+    from ltx_jax.world.train_vae import load_trained, video_vae_config
 
     out, stop_after = Path(out), dict(stop_after or {})
     unknown = (set(stop_after) | ({until} if until else set())) - set(STAGES)
     if unknown:
         raise ValueError(f"unknown stage(s) {sorted(unknown)}; stages are {STAGES}")
+    if beside and stop_after:
+        raise ValueError("reproduce: beside=True runs stages in other processes; it cannot stop them (stop_after)")
     _pin(out, recipe)
     summary: dict = {"finished": False, "stages": {}}
-
-    def timed(name, fn):
-        t0 = time.perf_counter()
-        result = fn()
-        record_stage(out, name, time.perf_counter() - t0)
-        summary["stages"][name] = result
-        return result
-
-    if not (out / "vae" / "video_vae.json").exists():
-        r = timed("vae", lambda: train_video_vae(out / "vae", recipe.vae, stop_after=stop_after.get("vae"), log=log))
-        if r["step"] < recipe.vae.steps:
-            return summary
-    if until == "vae":
-        return summary
-    vae_cfg, weights = load_trained(out / "vae")
-    if not (out / "dit" / "train" / "model.safetensors").exists():
-        r = timed("dit", lambda: train_dit(out / "dit", weights, video_vae_config(vae_cfg), recipe.dit,
-                                           frames=vae_cfg.frames, height=vae_cfg.height, width=vae_cfg.width,
-                                           stop_after=stop_after.get("dit"), log=log))
-        if "model" not in r:
-            return summary
-    if until == "dit":
-        return summary
-    if not (out / "audio" / "audio.json").exists():
-        v = recipe.vae
-        r = timed("audio", lambda: train_audio(out / "audio", out / "dit" / "train" / "model.safetensors",
-                                               recipe.audio, frames=v.frames, height=v.height, width=v.width,
-                                               stop_after=stop_after.get("audio"), log=log))
-        if r["step"] < recipe.audio.steps:
-            return summary
-    if until == "audio":
-        return summary
-    if not (out / "distill" / "student.safetensors").exists():
-        r = timed("distill", lambda: distill(out / "dit", out / "distill", recipe.distill,
-                                             stop_after=stop_after.get("distill"), log=log))
-        if "student" not in r:
-            return summary
-    if until == "distill":
-        return summary
+    side: dict[str, subprocess.Popen] = {}
+    try:
+        for name in STAGES:
+            finished = (out / _DONE[name]).exists()
+            if beside and name == "decoder" and not finished:
+                side[name] = _beside(out, name)  # needs only stage 1
+            if beside and name == "dit" and not (out / _DONE["audio"]).exists():
+                vae_cfg, weights = load_trained(out / "vae")
+                v = recipe.vae
+                prepare(out / "dit", weights, video_vae_config(vae_cfg), recipe.dit, frames=v.frames, height=v.height,
+                        width=v.width, log=log)  # the DiT's base file, the audio stage's input (idempotent)
+                side["audio"] = _beside(out, "audio")
+            if not finished and name not in side:
+                t0 = time.perf_counter()
+                result, done = run_stage(name, out, recipe, stop_after=stop_after.get(name), log=log)
+                record_stage(out, name, time.perf_counter() - t0)
+                summary["stages"][name] = result
+                if not done:
+                    return summary
+            if name == "dit" or until == name:
+                _join(side, out, summary)
+            if until == name:
+                return summary
+    finally:  # a failure here (or beside) leaves no stage running
+        for proc in side.values():
+            proc.kill()
+            proc.wait()
     default = out / "default"
     if not (default / MANIFEST).exists():
-        timed("package", lambda: package(out, default, overwrite=True)["total_bytes"])
+        t0 = time.perf_counter()
+        package(out, default, overwrite=True)
+        record_stage(out, "package", time.perf_counter() - t0)
     manifest = json.loads((default / MANIFEST).read_text())
     if recipe.prompts and manifest.get("adherence") is None:
         manifest = measure_default(default, recipe, out, log)
@@ -223,3 +277,23 @@ def reproduce(out: str | Path, recipe: Recipe, *, stop_after: Mapping[str, int] 
         install_default(default, Path(install), log)
     summary.update(finished=True, default=str(default), manifest=manifest)
     return summary
+
+
+def _main(argv: list[str]) -> int:
+    """`python -m ltx_jax.world.recipe OUT STAGE`: one stage of a pinned run (`reproduce(beside=True)`)."""
+    if len(argv) != 2 or argv[1] not in STAGES:
+        print(f"usage: python -m ltx_jax.world.recipe RUN_FOLDER STAGE (STAGE one of {', '.join(STAGES)})",
+              file=sys.stderr)
+        return 2
+    out, name = Path(argv[0]), argv[1]
+    if not (out / "recipe.json").exists():
+        print(f"error: {out}: no recipe.json; start the run with `ltx-jax world-default --out {out}`", file=sys.stderr)
+        return 2
+    recipe = Recipe.from_json(json.loads((out / "recipe.json").read_text())["recipe"])
+    result, _ = run_stage(name, out, recipe, log=lambda m: print(f"[{name}] {m}", file=sys.stderr, flush=True))
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(_main(sys.argv[1:]))

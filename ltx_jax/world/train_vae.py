@@ -40,7 +40,8 @@ from ltx_jax.video_vae import VideoDecoder, VideoEncoder
 from ltx_jax.world.dataset import WorldSpec, make_clip
 from ltx_jax.world.loop import initial_state, run_steps
 
-__all__ = ["VAETrainConfig", "video_vae_config", "train_video_vae", "load_trained", "psnr"]
+__all__ = ["VAETrainConfig", "video_vae_config", "train_video_vae", "load_trained", "load_autoencoder", "held_out",
+           "save_weights", "psnr"]
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -199,6 +200,23 @@ def _agreement(cfg: VAETrainConfig, reconstructions: np.ndarray) -> dict[str, fl
             for a in attrs}
 
 
+def held_out(cfg: VAETrainConfig, graphdef, params) -> dict:
+    """{"held_out_psnr", "held_out_agreement"} of the autoencoder `(graphdef, params)` on the held-out clips."""
+    held = _clips(cfg.world(cfg.held_out_seed), 0, cfg.held_out_clips)
+    rec = np.concatenate([np.asarray(_run(params, jnp.asarray(held[i:i + 8]), graphdef=graphdef)[0])
+                          for i in range(0, len(held), 8)])
+    return {"held_out_psnr": psnr(rec, held), "held_out_agreement": _agreement(cfg, rec)}
+
+
+def save_weights(out: Path, cfg: VAETrainConfig, params, metrics: dict) -> None:
+    """`out/video_vae.npz` (our module paths, float32; written whole or not at all) and `out/video_vae.json`."""
+    flat = {".".join(map(str, p)): np.asarray(v.get_value()) for p, v in nnx.to_flat_state(params)}
+    tmp = out / ".video_vae.tmp.npz"  # renamed when complete: never a half-written video_vae.npz
+    np.savez(tmp, **flat)
+    tmp.replace(out / "video_vae.npz")
+    (out / "video_vae.json").write_text(json.dumps({"config": dataclasses.asdict(cfg), **metrics}, indent=1) + "\n")
+
+
 def finish(out: Path, cfg: VAETrainConfig, graphdef, params, log) -> dict:
     """Latent statistics from training clips, held-out PSNR, and the trained weights as `video_vae.npz`."""
     model = nnx.merge(graphdef, params)
@@ -213,19 +231,12 @@ def finish(out: Path, cfg: VAETrainConfig, graphdef, params, log) -> dict:
     for stats in (model.encoder.per_channel_statistics, model.decoder.per_channel_statistics):
         stats.mean_of_means[...], stats.std_of_means[...] = mean, std
     _, params = nnx.split(model)
-    held = _clips(cfg.world(cfg.held_out_seed), 0, cfg.held_out_clips)
-    rec = np.concatenate([np.asarray(_run(params, jnp.asarray(held[i:i + 8]), graphdef=graphdef)[0])
-                          for i in range(0, len(held), 8)])
-    value = psnr(rec, held)
-    agreement = _agreement(cfg, rec)
-    log(f"held-out PSNR {value:.2f} dB over {len(held)} clips, latent spread {spread:.3f}, analyzer agreement on "
-        f"the reconstructions {agreement}")
-    flat = {".".join(map(str, p)): np.asarray(v.get_value()) for p, v in nnx.to_flat_state(params)}
-    tmp = out / ".video_vae.tmp.npz"  # renamed when complete: never a half-written video_vae.npz
-    np.savez(tmp, **flat)
-    tmp.replace(out / "video_vae.npz")
-    metrics = {"held_out_psnr": value, "latent_spread": spread, "held_out_agreement": agreement}
-    (out / "video_vae.json").write_text(json.dumps({"config": dataclasses.asdict(cfg), **metrics}, indent=1) + "\n")
+    metrics = held_out(cfg, graphdef, params)
+    log(f"held-out PSNR {metrics['held_out_psnr']:.2f} dB over {cfg.held_out_clips} clips, latent spread "
+        f"{spread:.3f}, analyzer agreement on the reconstructions {metrics['held_out_agreement']}")
+    metrics = {"held_out_psnr": metrics["held_out_psnr"], "latent_spread": spread,
+               "held_out_agreement": metrics["held_out_agreement"]}
+    save_weights(out, cfg, params, metrics)
     return metrics
 
 
@@ -237,3 +248,21 @@ def load_trained(folder: str | Path) -> tuple[VAETrainConfig, Path]:
         raise FileNotFoundError(f"{folder}: no finished world VAE (video_vae.json + video_vae.npz); run "
                                 "`ltx-jax world-vae --out` to its last step first")
     return VAETrainConfig(**json.loads(meta.read_text())["config"]), weights
+
+
+def load_autoencoder(folder: str | Path) -> tuple[VAETrainConfig, nnx.GraphDef, nnx.State]:
+    """(config, graphdef, float32 params) of a finished `train_video_vae` run folder (or one written like it)."""
+    cfg, weights = load_trained(folder)
+    graphdef, params = nnx.split(_build(cfg))
+    flat = nnx.to_flat_state(params)
+    with np.load(weights) as z:
+        names = {".".join(map(str, p)) for p, _ in flat}
+        if names != set(z.files):
+            raise ValueError(f"{weights}: not this config's autoencoder ({len(names ^ set(z.files))} tensor names "
+                             f"differ, e.g. {sorted(names ^ set(z.files))[:3]})")
+        for p, v in flat:
+            key = ".".join(map(str, p))
+            if z[key].shape != v.get_value().shape:
+                raise ValueError(f"{weights}: {key} has shape {z[key].shape}, the config needs {v.get_value().shape}")
+            v.set_value(jnp.asarray(z[key], jnp.float32))
+    return cfg, graphdef, nnx.from_flat_state(flat)
