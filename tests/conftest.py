@@ -207,3 +207,19 @@ def run_ref_python(code: str, *args: str, stdin: str | None = None) -> str:
         pytest.fail(f"reference script failed:\n{result.stderr[-4000:]}")
     return result.stdout
 
+
+
+def pytest_collection_finish(session):
+    """Start the slow subprocess fixtures of the selected modules in a second lane (`tests/background.py`)."""
+    import background
+    background.start_selected({m.__name__ for m in (getattr(item, "module", None) for item in session.items) if m})
+
+
+def pytest_runtest_setup(item):
+    import background
+    background.advance()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    import background
+    background.stop_all()

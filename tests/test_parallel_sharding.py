@@ -12,11 +12,11 @@ itself checked against the official code in test_transformer.py), not the sharde
 
 import json
 import os
-import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
+import background
 import pytest
 
 pytestmark = [pytest.mark.sharding]
@@ -202,12 +202,15 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
+# started early beside the rest of the suite (tests/background.py)
+background.register("parallel_sharding", __name__, [sys.executable, "-c", SCRIPT], cwd=ROOT, timeout=1800,
+                    env=dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu",
+                             PYTHONPATH=str(ROOT)))
+
+
 @pytest.fixture(scope="module")
 def result():
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu",
-               PYTHONPATH=str(ROOT))
-    proc = subprocess.run([sys.executable, "-c", SCRIPT], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=1800)
+    proc = background.result("parallel_sharding")
     assert proc.returncode == 0, proc.stderr[-4000:]
     if os.environ.get("LTX_SHARDING_RESULT"):  # keep the measured errors / FLOPs / collectives for reports
         Path(os.environ["LTX_SHARDING_RESULT"]).write_text(proc.stdout.strip().splitlines()[-1])

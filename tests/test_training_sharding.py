@@ -16,11 +16,11 @@ is Adam's behaviour, not the mesh's.
 
 import json
 import os
-import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
+import background
 import pytest
 
 pytestmark = [pytest.mark.sharding]
@@ -72,14 +72,16 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
+# cheaper XLA:CPU compilation (the numbers do not depend on it); started early beside the rest of the suite
+# (tests/background.py)
+background.register("training_sharding", __name__, [sys.executable, "-c", SCRIPT], cwd=ROOT, timeout=900,
+                    env=dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=f"{ROOT}{os.pathsep}{ROOT / 'tests'}",
+                             XLA_FLAGS="--xla_force_host_platform_device_count=8 --xla_backend_optimization_level=0 "
+                                       "--xla_llvm_disable_expensive_passes=true"))
+
+
 def test_data_parallel_fsdp_and_sequence_parallel_equal_single_device():
-    # cheaper XLA:CPU compilation (the numbers do not depend on it)
-    flags = ("--xla_force_host_platform_device_count=8 --xla_backend_optimization_level=0 "
-             "--xla_llvm_disable_expensive_passes=true")
-    env = dict(os.environ, XLA_FLAGS=flags, JAX_PLATFORMS="cpu",
-               PYTHONPATH=f"{ROOT}{os.pathsep}{ROOT / 'tests'}")
-    result = subprocess.run([sys.executable, "-c", SCRIPT], cwd=ROOT, env=env, capture_output=True, text=True,
-                            timeout=900)
+    result = background.result("training_sharding")
     assert result.returncode == 0, result.stderr[-4000:]
     out = json.loads(next(line for line in result.stdout.splitlines() if line.startswith("RESULT"))[6:])
     print(json.dumps(out))

@@ -11,7 +11,10 @@ recipe, curves and adherence counts."""
 from __future__ import annotations
 
 import json
+import os
+import sys
 
+import background
 import numpy as np
 import pytest
 
@@ -48,16 +51,17 @@ print(json.dumps({"whole": [steps(whole, s) for s in ("dit", "audio", "distill")
 """
 
 
+_ROOT = background.scratch("world_dit")
+# a fresh process (see test_world_train), started early beside the rest of the suite (tests/background.py)
+background.register("world_dit", __name__, [sys.executable, "-c", _RUNS, str(_ROOT)],
+                    env={**os.environ, "JAX_PLATFORMS": "cpu"}, timeout=1800)
+
+
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    import os
-    import subprocess
-    import sys
-    root = tmp_path_factory.mktemp("world_dit")
-    result = subprocess.run([sys.executable, "-c", _RUNS, str(root)], capture_output=True, text=True,
-                            env={**os.environ, "JAX_PLATFORMS": "cpu"})  # fresh process: see test_world_train
+def runs():
+    result = background.result("world_dit")
     assert result.returncode == 0, result.stderr[-3000:]
-    return root, json.loads(result.stdout.strip().splitlines()[-1])
+    return _ROOT, json.loads(result.stdout.strip().splitlines()[-1])
 
 
 def _curve(folder) -> list[float]:

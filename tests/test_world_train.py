@@ -6,13 +6,17 @@ stage 1's encoder and statistics bit for bit."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
+import sys
 
+import background
 import numpy as np
 import pytest
 
 from ltx_jax.world.train_decoder import DecoderTrainConfig
-from ltx_jax.world.train_vae import VAETrainConfig, psnr, train_video_vae
+from ltx_jax.world.train_vae import VAETrainConfig, psnr
 
 CFG = VAETrainConfig(latent_channels=16, decoder_base_channels=8, frames=9, height=32, width=32, batch=2, steps=10,
                      warmup_steps=2, learning_rate=2e-3, save_every=5, held_out_clips=8, object_weight=2.0)
@@ -42,22 +46,22 @@ print(json.dumps([first, second, full, logs, decoder]))
 """
 
 
+_WHOLE, _RESUMED = background.scratch("world_train_whole"), background.scratch("world_train_resumed")
+# A fresh process: the in-process suite may have switched on the persistent compilation cache (the generate tests
+# do), and a cache write of this train step once crashed the whole pytest process there (SIGSEGV in jax's
+# compilation_cache.put_executable_and_time; not reproduced alone). Started early beside the rest of the suite
+# (tests/background.py).
+background.register("world_train", __name__, [sys.executable, "-c", _RUNS, json.dumps(dataclasses.asdict(CFG)),
+                                             json.dumps(dataclasses.asdict(DECODER)), str(_WHOLE), str(_RESUMED)],
+                    env={**os.environ, "JAX_PLATFORMS": "cpu"}, timeout=1800)
+
+
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    # A fresh process: the in-process suite may have switched on the persistent compilation cache (the generate
-    # tests do), and a cache write of this train step once crashed the whole pytest process there (SIGSEGV in
-    # jax's compilation_cache.put_executable_and_time; not reproduced alone).
-    import dataclasses
-    import os
-    import subprocess
-    import sys
-    whole, resumed = tmp_path_factory.mktemp("whole"), tmp_path_factory.mktemp("resumed")
-    result = subprocess.run([sys.executable, "-c", _RUNS, json.dumps(dataclasses.asdict(CFG)),
-                             json.dumps(dataclasses.asdict(DECODER)), str(whole), str(resumed)],
-                            capture_output=True, text=True, env={**os.environ, "JAX_PLATFORMS": "cpu"})
+def runs():
+    result = background.result("world_train")
     assert result.returncode == 0, result.stderr[-3000:]
     first, second, full, logs, decoder = json.loads(result.stdout.strip().splitlines()[-1])
-    return whole, resumed, first, second, full, logs, decoder
+    return _WHOLE, _RESUMED, first, second, full, logs, decoder
 
 
 def test_loss_falls(runs):
