@@ -90,7 +90,7 @@ def test_weights_are_the_official_vae_layout_with_fitted_statistics(runs):
     from ltx_jax.checkpoint.schema import vae_decoder_schema, vae_encoder_schema
     from ltx_jax.configs import Runtime
     from ltx_jax.video_vae import VideoDecoder, VideoEncoder
-    from ltx_jax.world.train_vae import _clips, video_vae_config
+    from ltx_jax.world.train_vae import video_vae_config
 
     whole, *_ = runs
     with np.load(whole / "video_vae.npz") as z:

@@ -33,7 +33,7 @@ from flax import nnx
 from ltx_jax.nn.conv import size_invariant
 from ltx_jax.training.step import OptimConfig, TrainState, make_optimizer
 from ltx_jax.world.loop import initial_state, run_steps
-from ltx_jax.world.train_vae import _clips, held_out, load_autoencoder, pixel_weights, save_weights
+from ltx_jax.world.train_vae import held_out, load_autoencoder, pixel_weights, save_weights, world_clips
 
 __all__ = ["DecoderTrainConfig", "train_decoder"]
 
@@ -96,7 +96,7 @@ def _pool(vae_cfg, encoder: tuple, cfg: DecoderTrainConfig) -> tuple[np.ndarray,
     spec = vae_cfg.world(cfg.seed)
     frames, latents = [], []
     for i in range(0, cfg.pool, 16):
-        clips = _clips(spec, i, min(16, cfg.pool - i))
+        clips = world_clips(spec, i, min(16, cfg.pool - i))
         latents.append(np.asarray(_encode(encoder[1], jnp.asarray(clips), graphdef=encoder[0])))
         frames.append(np.rint((clips + 1.0) * 127.5).astype(np.uint8))  # exact: the clips are uint8 / 127.5 - 1
     return np.concatenate(frames), np.concatenate(latents)

@@ -41,7 +41,7 @@ from ltx_jax.world.dataset import WorldSpec, make_clip
 from ltx_jax.world.loop import initial_state, run_steps
 
 __all__ = ["VAETrainConfig", "video_vae_config", "train_video_vae", "load_trained", "load_autoencoder", "held_out",
-           "save_weights", "psnr"]
+           "save_weights", "psnr", "world_clips"]
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -96,7 +96,7 @@ class _AutoEncoder(nnx.Module):
             return self.decoder(z), z
 
 
-def _clips(spec: WorldSpec, start: int, count: int) -> np.ndarray:
+def world_clips(spec: WorldSpec, start: int, count: int) -> np.ndarray:
     """Clips `start .. start + count` as float32 [-1, 1] `[count, F, H, W, 3]`."""
     return np.stack([make_clip(spec, i)[1] for i in range(start, start + count)]).astype(np.float32) / 127.5 - 1.0
 
@@ -173,7 +173,7 @@ def train_video_vae(out: str | Path, cfg: VAETrainConfig, *, stop_after: int | N
     spec = cfg.world(cfg.seed)
 
     def step(state: TrainState, s: int):
-        video = jnp.asarray(_clips(spec, s * cfg.batch, cfg.batch))
+        video = jnp.asarray(world_clips(spec, s * cfg.batch, cfg.batch))
         state, loss = _train_step(state, video, graphdef=graphdef, optim=optim, latent_l2=cfg.latent_l2,
                                   object_weight=cfg.object_weight)
         return state, {"loss": loss}
@@ -202,7 +202,7 @@ def _agreement(cfg: VAETrainConfig, reconstructions: np.ndarray) -> dict[str, fl
 
 def held_out(cfg: VAETrainConfig, graphdef, params) -> dict:
     """{"held_out_psnr", "held_out_agreement"} of the autoencoder `(graphdef, params)` on the held-out clips."""
-    held = _clips(cfg.world(cfg.held_out_seed), 0, cfg.held_out_clips)
+    held = world_clips(cfg.world(cfg.held_out_seed), 0, cfg.held_out_clips)
     rec = np.concatenate([np.asarray(_run(params, jnp.asarray(held[i:i + 8]), graphdef=graphdef)[0])
                           for i in range(0, len(held), 8)])
     return {"held_out_psnr": psnr(rec, held), "held_out_agreement": _agreement(cfg, rec)}
@@ -221,7 +221,7 @@ def finish(out: Path, cfg: VAETrainConfig, graphdef, params, log) -> dict:
     """Latent statistics from training clips, held-out PSNR, and the trained weights as `video_vae.npz`."""
     model = nnx.merge(graphdef, params)
     spec = cfg.world(cfg.seed)
-    zs = np.concatenate([np.asarray(_run(params, jnp.asarray(_clips(spec, i, 8)), graphdef=graphdef)[1])
+    zs = np.concatenate([np.asarray(_run(params, jnp.asarray(world_clips(spec, i, 8)), graphdef=graphdef)[1])
                          for i in range(0, 128, 8)])
     # Latent spread: across-clip deviation over overall deviation, per latent element. Near 0 means the encoder
     # collapsed (every clip maps to one latent); a healthy autoencoder keeps it well above 0.
