@@ -9,8 +9,8 @@ may run before, after or beside this stage.
 
 Recipe: a pool of `pool` clips of the world seed `seed` is rendered and encoded once (the encoder is frozen, so
 their latents are fixed: no rendering or encoding per step); each step draws `batch` of them from (seed, step);
-loss L1 + MSE in [-1, 1] pixels with `train_vae.pixel_weights` (a smaller object weight than stage 1's: the heavy
-weight there made the decoder spread the object's colour over its surroundings); AdamW with warm-up and cosine
+loss `train_vae.pixel_loss` as in stage 1 (L1 + MSE, object pixels weighted), with a smaller object weight (the
+heavy weight there made the decoder spread the object's colour over its surroundings); AdamW with warm-up and cosine
 decay. Output in `out/`: `video_vae.npz` (stage 1's encoder and latent statistics bit for bit, the new decoder)
 and `video_vae.json` (stage 1's config, this stage's config, held-out metrics as stage 1 writes them).
 Resumable like every world stage (`world.loop`).
@@ -33,7 +33,7 @@ from flax import nnx
 from ltx_jax.nn.conv import size_invariant
 from ltx_jax.training.step import OptimConfig, TrainState, make_optimizer
 from ltx_jax.world.loop import initial_state, run_steps
-from ltx_jax.world.train_vae import held_out, load_autoencoder, pixel_weights, save_weights, world_clips
+from ltx_jax.world.train_vae import held_out, load_autoencoder, pixel_loss, save_weights, world_clips
 
 __all__ = ["DecoderTrainConfig", "train_decoder"]
 
@@ -78,12 +78,10 @@ def _train_step(state: TrainState, fixed, latent: jax.Array, video: jax.Array, *
                 object_weight: float) -> tuple[TrainState, jax.Array]:
     """One step on the decoder's `nnx.Param`s; `fixed` (its latent statistics) stays as stage 1 fitted it."""
     tx = make_optimizer(optim)
-    w = pixel_weights(video, object_weight)
 
     def loss_fn(params):
         with size_invariant(jax.default_backend() == "cpu"):
-            err = nnx.merge(graphdef, params, fixed)(latent) - video
-        return jnp.mean(w * jnp.abs(err)) + jnp.mean(w * jnp.square(err))
+            return pixel_loss(nnx.merge(graphdef, params, fixed)(latent), video, object_weight)
 
     loss, grads = jax.value_and_grad(loss_fn)(state.params)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)

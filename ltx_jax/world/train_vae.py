@@ -41,7 +41,7 @@ from ltx_jax.world.dataset import WorldSpec, make_clip
 from ltx_jax.world.loop import initial_state, run_steps
 
 __all__ = ["VAETrainConfig", "video_vae_config", "train_video_vae", "load_trained", "load_autoencoder", "held_out",
-           "save_weights", "psnr", "world_clips"]
+           "save_weights", "psnr", "pixel_loss", "world_clips"]
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -127,16 +127,20 @@ def pixel_weights(video: jax.Array, object_weight: float) -> jax.Array:
     return 1.0 + object_weight * jnp.clip(4.0 * s, 0.0, 1.0)
 
 
+def pixel_loss(reconstruction: jax.Array, video: jax.Array, object_weight: float) -> jax.Array:
+    """L1 + MSE in [-1, 1] pixels, each pixel weighted by `pixel_weights` (both VAE stages train on this)."""
+    w, err = pixel_weights(video, object_weight), reconstruction - video
+    return jnp.mean(w * jnp.abs(err)) + jnp.mean(w * jnp.square(err))
+
+
 @partial(jax.jit, static_argnames=("graphdef", "optim", "latent_l2", "object_weight"), donate_argnums=0)
 def _train_step(state: TrainState, video: jax.Array, *, graphdef, optim: OptimConfig, latent_l2: float,
                 object_weight: float) -> tuple[TrainState, jax.Array]:
     tx = make_optimizer(optim)
-    w = pixel_weights(video, object_weight)
 
     def loss_fn(params):
         recon, z = nnx.merge(graphdef, params)(video)
-        err = recon - video
-        return jnp.mean(w * jnp.abs(err)) + jnp.mean(w * jnp.square(err)) + latent_l2 * jnp.mean(jnp.square(z))
+        return pixel_loss(recon, video, object_weight) + latent_l2 * jnp.mean(jnp.square(z))
 
     loss, grads = jax.value_and_grad(loss_fn)(state.params)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
