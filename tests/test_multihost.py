@@ -5,12 +5,11 @@ process checks the gathered result against its own single-device forward of the 
 
 import json
 import os
-import socket
-import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
+import background
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,20 +47,17 @@ WORKER = textwrap.dedent("""
 """)
 
 
-def _free_port() -> int:
+# Both workers are started by one driver process, so that the pair can run in the suite's second lane
+# (tests/background.py) like the other slow subprocess fixtures. The driver prints one JSON line: per worker its
+# return code, its RESULT object (or None) and the tail of its stderr.
+DRIVER = textwrap.dedent("""
+    import json, socket, subprocess, sys
     with socket.socket() as s:
         s.bind(("localhost", 0))
-        return s.getsockname()[1]
-
-
-@pytest.mark.sharding
-def test_two_processes_run_one_mesh_and_equal_one_device():
-    port = str(_free_port())
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
-           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    procs = [subprocess.Popen([sys.executable, "-c", WORKER, str(pid), port], cwd=ROOT, env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for pid in (0, 1)]
-    outs = []
+        port = str(s.getsockname()[1])
+    procs = [subprocess.Popen([sys.executable, "-c", sys.argv[1], str(pid), port], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for pid in (0, 1)]
+    workers = []
     for p in procs:
         try:
             stdout, stderr = p.communicate(timeout=600)
@@ -69,8 +65,25 @@ def test_two_processes_run_one_mesh_and_equal_one_device():
             for q in procs:
                 q.kill()
             raise
-        assert p.returncode == 0, stderr[-4000:]
-        outs.append(json.loads(next(line for line in stdout.splitlines() if line.startswith("RESULT "))[7:]))
+        lines = [line[7:] for line in stdout.splitlines() if line.startswith("RESULT ")]
+        workers.append({"rc": p.returncode, "result": json.loads(lines[0]) if lines else None,
+                        "stderr": stderr[-4000:]})
+    print("WORKERS " + json.dumps(workers), flush=True)
+""")
+
+background.register("multihost", __name__, [sys.executable, "-c", DRIVER, WORKER], cwd=ROOT, timeout=900,
+                    env={**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
+                         "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])})
+
+
+@pytest.mark.sharding
+def test_two_processes_run_one_mesh_and_equal_one_device():
+    proc = background.result("multihost")
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    workers = json.loads(next(line for line in proc.stdout.splitlines() if line.startswith("WORKERS "))[8:])
+    for w in workers:
+        assert w["rc"] == 0 and w["result"] is not None, w["stderr"]
+    outs = [w["result"] for w in workers]
     for out in outs:
         assert (out["process_count"], out["devices"], out["local"]) == (2, 8, 4), out
         for weights in ("fsdp",):
