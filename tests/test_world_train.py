@@ -42,6 +42,11 @@ full = train_video_vae(whole, cfg, log=lambda _: None)
 decoder = [train_decoder(resumed / "decoder", whole, dcfg, stop_after=3, log=logs.append),
            train_decoder(resumed / "decoder", whole, dcfg, log=logs.append),
            train_decoder(whole / "decoder", whole, dcfg, log=lambda _: None)]
+import dataclasses
+scfg = dataclasses.replace(cfg, scene_weight=1.0, steps=4, save_every=2)
+scene = [train_video_vae(resumed / "scene", scfg, stop_after=2, log=logs.append),
+         train_video_vae(resumed / "scene", scfg, log=logs.append),
+         train_video_vae(whole / "scene", scfg, log=lambda _: None)]
 print(json.dumps([first, second, full, logs, decoder]))
 """
 
@@ -110,6 +115,54 @@ def test_weights_are_the_official_vae_layout_with_fitted_statistics(runs):
     std = saved["encoder.per_channel_statistics.std_of_means"]
     np.testing.assert_array_equal(mean, saved["decoder.per_channel_statistics.mean_of_means"])
     assert np.all(std > 0)
+
+
+def test_scene_head_trains_resumes_and_is_not_kept(runs):
+    """With `scene_weight` the loss has the read-out term (the first step's loss, same weights and clips, is
+    larger), a resumed run continues its curve, and the written weights are the plain autoencoder's tensors."""
+    whole, resumed, *_ = runs
+    np.testing.assert_allclose(_curve(resumed / "scene"), _curve(whole / "scene"), rtol=0, atol=1e-6)
+    assert _curve(whole / "scene")[0] > _curve(whole)[0] + 1e-3
+    with np.load(whole / "video_vae.npz") as plain, np.load(whole / "scene" / "video_vae.npz") as scene:
+        assert sorted(scene.files) == sorted(plain.files)
+        assert all(scene[k].shape == plain[k].shape for k in plain.files)
+
+
+@pytest.mark.parametrize("index", range(24))
+def test_scene_targets_describe_the_rendered_clip(index):
+    """The read-out targets against the rendered pixels: the background rebuilt from the phase targets equals the
+    frame where the object is not, and the centres are the object's centroid (circles and squares)."""
+    from ltx_jax.world.dataset import make_clip
+    from ltx_jax.world.grammar import grammar
+    from ltx_jax.world.train_vae import scene_targets
+
+    g = grammar()
+    spec = CFG.world(5)
+    scene, frames, _ = make_clip(spec, index)
+    t = scene_targets(spec, index, 1)[0]
+    n_s, n_c, n_b = len(g.shapes), len(g.colours), len(g.backgrounds)
+    assert g.shapes[int(np.argmax(t[:n_s]))] == scene.shape and t[:n_s].sum() == 1
+    assert list(g.colours)[int(np.argmax(t[n_s:n_s + n_c]))] == scene.colour
+    assert list(g.backgrounds)[int(np.argmax(t[n_s + n_c:n_s + n_c + n_b]))] == scene.background
+    cos_x, sin_x, cos_y, sin_y = t[n_s + n_c + n_b:n_s + n_c + n_b + 4]
+    bg = g.backgrounds[scene.background]
+    y, x = np.mgrid[0:spec.height, 0:spec.width]
+    w = 2 * np.pi / bg.get("period", 8)
+    wave = {"plain": np.ones_like(x, np.float64), "stripes": np.cos(w * x) * cos_x - np.sin(w * x) * sin_x,
+            "checks": (np.cos(w * x) * cos_x - np.sin(w * x) * sin_x) * (np.cos(w * y) * cos_y - np.sin(w * y) * sin_y)
+            }[bg["kind"]]
+    levels = bg["levels"] + bg["levels"][-1:]
+    rebuilt = levels[0] + (levels[1] - levels[0]) * (0.5 - 0.5 * wave)
+    first = frames[0].astype(np.float64)
+    grey = (first.max(-1) - first.min(-1)) == 0  # not touched by the object
+    assert grey.mean() > 0.5
+    np.testing.assert_allclose(first[..., 0][grey], rebuilt[grey], atol=0.51)  # rounding to uint8
+    if scene.shape in ("circle", "square"):
+        for f, (cx, cy) in ((0, t[-5:-3]), (-1, t[-3:-1])):
+            sat = frames[f].astype(np.float64).max(-1) - frames[f].astype(np.float64).min(-1)
+            inside = sat / sat.max()
+            centroid = [(inside * x).sum() / inside.sum() + 0.5, (inside * y).sum() / inside.sum() + 0.5]
+            np.testing.assert_allclose(centroid, [(cx + 1) / 2 * spec.width, (cy + 1) / 2 * spec.height], atol=0.3)
 
 
 def test_object_pixels_weigh_more():

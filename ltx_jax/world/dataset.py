@@ -22,7 +22,7 @@ from ltx_jax.world.grammar import Grammar, Scene, grammar, sample_scene
 from ltx_jax.world.media import write_clip_mp4
 from ltx_jax.world.render import SAMPLE_RATE, check_clip_shape, render_audio, render_frames
 
-__all__ = ["WorldSpec", "make_clip", "write_dataset"]
+__all__ = ["WorldSpec", "scene_of", "make_clip", "write_dataset"]
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -46,10 +46,15 @@ class WorldSpec:
         return int(round(self.frames / self.fps * self.sample_rate))
 
 
+def scene_of(spec: WorldSpec, index: int, g: Grammar | None = None) -> Scene:
+    """The scene of clip `index` (without rendering it)."""
+    return sample_scene(np.random.default_rng([spec.seed, index]), spec.height, spec.width, g or grammar())
+
+
 def make_clip(spec: WorldSpec, index: int, g: Grammar | None = None) -> tuple[Scene, np.ndarray, np.ndarray]:
     """(scene, frames uint8 [F, H, W, 3], audio float32 [2, N]) of clip `index`."""
     g = g or grammar()
-    scene = sample_scene(np.random.default_rng([spec.seed, index]), spec.height, spec.width, g)
+    scene = scene_of(spec, index, g)
     return (scene, render_frames(scene, spec.frames, spec.height, spec.width, g),
             render_audio(scene, spec.num_samples, spec.sample_rate, g))
 

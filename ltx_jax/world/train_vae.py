@@ -8,7 +8,11 @@ Recipe: batches of fresh clips (clip `step * batch + i` of the world seed; no cl
 encoder's latent means straight into the decoder (the official layout's encoder also emits one log-variance
 channel, left untrained, as in a deterministic autoencoder), loss = L1 + MSE in [-1, 1] pixels, each pixel
 weighted 1 + `object_weight` on the object's saturated pixels (`pixel_weights`), + a small L2 on the latent so
-its scale stays bounded. AdamW with warm-up and cosine decay, gradient clipping. On CPU the
+its scale stays bounded; optionally (`scene_weight` > 0, off in the recipe so far) + a read-out loss: a linear head
+from the flattened latent to the clip's scene parameters (`scene_targets`: shape, colour, background, texture
+phase, object centres and size), trained with the autoencoder and then dropped, which makes the encoder keep what
+the decoder does not yet draw (in the spirit of VA-VAE's latent alignment, with the generator's ground truth in
+place of a vision foundation model's features). AdamW with warm-up and cosine decay, gradient clipping. On CPU the
 convolutions are written as im2col + dot (`size_invariant`), whose gradients are dots: measured faster than
 XLA:CPU's convolution backward. After training, the latent statistics (`mean-of-means`, `std-of-means`) are
 measured on training clips, so normalized latents have zero mean and unit deviation per channel, as the DiT
@@ -37,11 +41,12 @@ from ltx_jax.configs.presets import _tiny_blocks
 from ltx_jax.nn.conv import size_invariant
 from ltx_jax.training.step import OptimConfig, TrainState, make_optimizer
 from ltx_jax.video_vae import VideoDecoder, VideoEncoder
-from ltx_jax.world.dataset import WorldSpec, make_clip
+from ltx_jax.world.dataset import WorldSpec, make_clip, scene_of
+from ltx_jax.world.grammar import grammar
 from ltx_jax.world.loop import initial_state, run_steps
 
 __all__ = ["VAETrainConfig", "video_vae_config", "train_video_vae", "load_trained", "load_autoencoder", "held_out",
-           "save_weights", "psnr", "pixel_loss", "world_clips"]
+           "save_weights", "psnr", "pixel_loss", "world_clips", "scene_targets"]
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -58,6 +63,7 @@ class VAETrainConfig:
     latent_l2: float = 1e-4
     object_weight: float = 10.0   # extra loss weight on the object's (saturated) pixels; 0 ignores objects, see
     #                               README "Training the default's video VAE"
+    scene_weight: float = 0.0     # weight of the scene read-out loss (`scene_targets`); 0 trains without the head
     seed: int = 0                 # world seed of the training clips
     held_out_seed: int = 1000     # world seed of the evaluation clips (never trained on)
     held_out_clips: int = 32
@@ -67,8 +73,9 @@ class VAETrainConfig:
         for name in ("latent_channels", "decoder_base_channels", "batch", "steps", "save_every", "held_out_clips"):
             if getattr(self, name) < 1:
                 raise ValueError(f"world VAE training: {name}={getattr(self, name)} must be >= 1")
-        if self.object_weight < 0:
-            raise ValueError(f"world VAE training: object_weight={self.object_weight} must be >= 0")
+        for name in ("object_weight", "scene_weight"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"world VAE training: {name}={getattr(self, name)} must be >= 0")
         if not self.learning_rate > 0 or not 0 <= self.warmup_steps <= self.steps:
             raise ValueError(f"world VAE training: need lr > 0 and 0 <= warmup_steps <= steps (lr="
                              f"{self.learning_rate}, warmup_steps={self.warmup_steps}, steps={self.steps})")
@@ -99,6 +106,28 @@ class _AutoEncoder(nnx.Module):
 def world_clips(spec: WorldSpec, start: int, count: int) -> np.ndarray:
     """Clips `start .. start + count` as float32 [-1, 1] `[count, F, H, W, 3]`."""
     return np.stack([make_clip(spec, i)[1] for i in range(start, start + count)]).astype(np.float32) / 127.5 - 1.0
+
+
+def scene_targets(spec: WorldSpec, start: int, count: int) -> np.ndarray:
+    """float32 `[count, K]`: what the scene read-out head learns from the latents of clips `start .. start + count`
+    (`scene_weight`): one-hot shape, colour and background; cos and sin of the texture's phase over its period
+    (x, and y for checks; 0 where the background has no such axis); start and end centre and size, over the frame
+    size, scaled to [-1, 1]."""
+    g = grammar()
+    rows = []
+    for i in range(start, start + count):
+        sc = scene_of(spec, i, g)
+        bg = g.backgrounds[sc.background]
+        axes = {"plain": 0, "stripes": 1, "checks": 2}[bg["kind"]]
+        phase = []
+        for axis in range(2):
+            angle = 2 * np.pi * sc.phase[axis] / float(bg.get("period", 8))
+            phase += [np.cos(angle), np.sin(angle)] if axis < axes else [0.0, 0.0]
+        size = (spec.width, spec.height)
+        geometry = [2 * c / size[k % 2] - 1 for k, c in enumerate(sc.start + sc.end)] + [4 * sc.size / min(size) - 1]
+        rows.append([float(sc.shape == n) for n in g.shapes] + [float(sc.colour == n) for n in g.colours]
+                    + [float(sc.background == n) for n in g.backgrounds] + phase + geometry)
+    return np.asarray(rows, np.float32)
 
 
 def psnr(reconstruction: np.ndarray, target: np.ndarray) -> float:
@@ -133,19 +162,38 @@ def pixel_loss(reconstruction: jax.Array, video: jax.Array, object_weight: float
     return jnp.mean(w * jnp.abs(err)) + jnp.mean(w * jnp.square(err))
 
 
-@partial(jax.jit, static_argnames=("graphdef", "optim", "latent_l2", "object_weight"), donate_argnums=0)
-def _train_step(state: TrainState, video: jax.Array, *, graphdef, optim: OptimConfig, latent_l2: float,
-                object_weight: float) -> tuple[TrainState, jax.Array]:
+@partial(jax.jit, static_argnames=("graphdef", "optim", "latent_l2", "object_weight", "scene_weight"),
+         donate_argnums=0)
+def _train_step(state: TrainState, video: jax.Array, targets: jax.Array | None, *, graphdef, optim: OptimConfig,
+                latent_l2: float, object_weight: float, scene_weight: float) -> tuple[TrainState, jax.Array]:
+    """One step; with `scene_weight` the params are {"autoencoder", "scene_head"} and `targets` the clips'
+    `scene_targets`."""
     tx = make_optimizer(optim)
 
     def loss_fn(params):
-        recon, z = nnx.merge(graphdef, params)(video)
-        return pixel_loss(recon, video, object_weight) + latent_l2 * jnp.mean(jnp.square(z))
+        autoencoder = params["autoencoder"] if scene_weight else params
+        recon, z = nnx.merge(graphdef, autoencoder)(video)
+        loss = pixel_loss(recon, video, object_weight) + latent_l2 * jnp.mean(jnp.square(z))
+        if scene_weight:
+            head = params["scene_head"]
+            read = z.reshape(z.shape[0], -1) @ head["w"] + head["b"]
+            loss = loss + scene_weight * jnp.mean(jnp.square(read - targets))
+        return loss
 
     loss, grads = jax.value_and_grad(loss_fn)(state.params)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     return TrainState(step=state.step + 1, params=params, opt_state=opt_state, ema=None, key=state.key), loss
+
+
+def _with_scene_head(cfg: VAETrainConfig, params, graphdef) -> dict:
+    """{"autoencoder": params, "scene_head": a linear map from the flattened latent to `scene_targets`}."""
+    spec = cfg.world(cfg.seed)
+    video = jax.ShapeDtypeStruct((1, cfg.frames, cfg.height, cfg.width, 3), jnp.float32)
+    z = jax.eval_shape(lambda v: nnx.merge(graphdef, params)(v)[1], video)
+    n, k = int(np.prod(z.shape[1:])), scene_targets(spec, 0, 1).shape[1]
+    w = jax.random.normal(jax.random.key(cfg.seed), (n, k), jnp.float32) / np.sqrt(n)
+    return {"autoencoder": params, "scene_head": {"w": w, "b": jnp.zeros((k,), jnp.float32)}}
 
 
 @partial(jax.jit, static_argnames=("graphdef",))
@@ -172,21 +220,23 @@ def train_video_vae(out: str | Path, cfg: VAETrainConfig, *, stop_after: int | N
     model = _build(cfg)
     graphdef, params = nnx.split(model)
     optim = _optim(cfg)
-    state = initial_state(params, optim, cfg.seed)
+    state = initial_state(_with_scene_head(cfg, params, graphdef) if cfg.scene_weight else params, optim, cfg.seed)
     record = {"what": "world video VAE", "config": dataclasses.asdict(cfg)}
     spec = cfg.world(cfg.seed)
 
     def step(state: TrainState, s: int):
         video = jnp.asarray(world_clips(spec, s * cfg.batch, cfg.batch))
-        state, loss = _train_step(state, video, graphdef=graphdef, optim=optim, latent_l2=cfg.latent_l2,
-                                  object_weight=cfg.object_weight)
+        targets = jnp.asarray(scene_targets(spec, s * cfg.batch, cfg.batch)) if cfg.scene_weight else None
+        state, loss = _train_step(state, video, targets, graphdef=graphdef, optim=optim, latent_l2=cfg.latent_l2,
+                                  object_weight=cfg.object_weight, scene_weight=cfg.scene_weight)
         return state, {"loss": loss}
 
     state, _, seconds = run_steps(out, state, record, step, total=cfg.steps, save_every=cfg.save_every,
                                   stop_after=stop_after, log=log)
     result = {"step": int(state.step), "seconds": seconds}
     if int(state.step) == cfg.steps:
-        result.update(finish(out, cfg, graphdef, state.params, log))
+        params = state.params["autoencoder"] if cfg.scene_weight else state.params  # the head is not kept
+        result.update(finish(out, cfg, graphdef, params, log))
     return result
 
 
