@@ -200,6 +200,9 @@ def test_bad_settings_are_refused_before_anything_is_written(tmp_path):
     result = subprocess.run([sys.executable, "-m", "ltx_jax.cli", "world-vae", "--out", str(out), "--frames", "8"],
                             capture_output=True, text=True)
     assert result.returncode == 2 and "1 + 8k" in result.stderr and not out.exists()
+    result = subprocess.run([sys.executable, "-m", "ltx_jax.cli", "world-vae", "--out", str(out), "--scene-weight",
+                             "-1"], capture_output=True, text=True)
+    assert result.returncode == 2 and "scene_weight=-1.0 must be >= 0" in result.stderr and not out.exists()
 
 
 def test_decoder_stage_loss_falls_and_resumes_on_the_same_curve(runs):

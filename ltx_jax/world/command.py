@@ -69,6 +69,9 @@ def add_vae_parser(sub) -> None:
     p.add_argument("--lr", type=float, default=d.learning_rate)
     p.add_argument("--object-weight", type=float, default=d.object_weight,
                    help="extra loss weight on the object's pixels (0: plain L1 + MSE)")
+    p.add_argument("--scene-weight", type=float, default=d.scene_weight,
+                   help="weight of the scene read-out loss (a linear head from the latent to the scene parameters, "
+                        "not kept; 0: none)")
     p.set_defaults(func=run_vae)
 
 
@@ -81,7 +84,8 @@ def run_vae(args: argparse.Namespace) -> int:
         cfg = VAETrainConfig(steps=args.steps, batch=args.batch, latent_channels=args.latent_channels,
                              decoder_base_channels=args.decoder_base_channels, frames=args.frames,
                              height=args.height, width=args.width, seed=args.seed, save_every=args.save_every,
-                             learning_rate=args.lr, object_weight=args.object_weight)
+                             learning_rate=args.lr, object_weight=args.object_weight,
+                             scene_weight=args.scene_weight)
         print(json.dumps(train_video_vae(args.out, cfg)))
     except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
