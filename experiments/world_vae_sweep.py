@@ -14,7 +14,7 @@ Per variant (`{"vae": VAETrainConfig overrides, "decoder": DecoderTrainConfig ov
 stages the held-out PSNR, the analyzer's agreement on the reconstructions, PSNR per background kind and per shape,
 and how much of the scene a linear read-out of the latent recovers (ridge regression on the standardized
 latents of 1024 clips, scored on 256 others): shape and background accuracy, R^2 of the checkered and striped
-textures' phase (as cos / sin of the phase over the period), R^2 of the object's start and end centre.
+textures' phase (as `train_vae.scene_targets` codes it), R^2 of the object's start and end centre.
 """
 
 from __future__ import annotations
@@ -70,7 +70,9 @@ def latent_readout(folder: Path, clips: int = 1280, train: int = 1024) -> dict:
         idx = np.array([i for i, s in enumerate(scenes) if s.background == name])
         k = int(0.8 * len(idx))
         angle = np.array([s.phase for s in scenes], np.float64)[idx] * 2 * np.pi / g.backgrounds[name]["period"]
-        y = np.concatenate([np.cos(angle), np.sin(angle)], 1)
+        a, b = angle[:, 0], angle[:, 1]
+        y = np.stack([np.cos(a), np.sin(a)] if name == "striped" else  # checks: only the products are defined
+                     [np.cos(a) * np.cos(b), np.cos(a) * np.sin(b), np.sin(a) * np.cos(b), np.sin(a) * np.sin(b)], 1)
         out[f"{name}_phase_r2"] = _r2(_ridge(x[idx], y, np.arange(k), np.arange(k, len(idx))), y[k:])
     centres = np.array([s.start + s.end for s in scenes], np.float64)
     out["centre_r2"] = _r2(_ridge(x, centres, tr, te), centres[te])

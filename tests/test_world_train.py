@@ -144,13 +144,16 @@ def test_scene_targets_describe_the_rendered_clip(index):
     assert g.shapes[int(np.argmax(t[:n_s]))] == scene.shape and t[:n_s].sum() == 1
     assert list(g.colours)[int(np.argmax(t[n_s:n_s + n_c]))] == scene.colour
     assert list(g.backgrounds)[int(np.argmax(t[n_s + n_c:n_s + n_c + n_b]))] == scene.background
-    cos_x, sin_x, cos_y, sin_y = t[n_s + n_c + n_b:n_s + n_c + n_b + 4]
+    c = t[n_s + n_c + n_b:n_s + n_c + n_b + 4]
     bg = g.backgrounds[scene.background]
     y, x = np.mgrid[0:spec.height, 0:spec.width]
     w = 2 * np.pi / bg.get("period", 8)
-    wave = {"plain": np.ones_like(x, np.float64), "stripes": np.cos(w * x) * cos_x - np.sin(w * x) * sin_x,
-            "checks": (np.cos(w * x) * cos_x - np.sin(w * x) * sin_x) * (np.cos(w * y) * cos_y - np.sin(w * y) * sin_y)
-            }[bg["kind"]]
+    cx, sx, cy, sy = np.cos(w * x), np.sin(w * x), np.cos(w * y), np.sin(w * y)
+    # cos(wx + a) cos(wy + b) expanded: the four targets are its coefficients
+    wave = {"plain": np.ones_like(x, np.float64), "stripes": cx * c[0] - sx * c[1],
+            "checks": cx * cy * c[0] - cx * sy * c[1] - sx * cy * c[2] + sx * sy * c[3]}[bg["kind"]]
+    if bg["kind"] == "plain":
+        assert not c.any()
     levels = bg["levels"] + bg["levels"][-1:]
     rebuilt = levels[0] + (levels[1] - levels[0]) * (0.5 - 0.5 * wave)
     first = frames[0].astype(np.float64)

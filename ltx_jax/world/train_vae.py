@@ -110,19 +110,20 @@ def world_clips(spec: WorldSpec, start: int, count: int) -> np.ndarray:
 
 def scene_targets(spec: WorldSpec, start: int, count: int) -> np.ndarray:
     """float32 `[count, K]`: what the scene read-out head learns from the latents of clips `start .. start + count`
-    (`scene_weight`): one-hot shape, colour and background; cos and sin of the texture's phase over its period
-    (x, and y for checks; 0 where the background has no such axis); start and end centre and size, over the frame
+    (`scene_weight`): one-hot shape, colour and background; the texture's phase (a, b) = 2 pi (x, y) offset /
+    period as the coefficients of the texture in the cos / sin basis: stripes cos a, sin a, 0, 0; checks
+    cos a cos b, cos a sin b, sin a cos b, sin a sin b (shifting both offsets by half a period draws the same checks,
+    so a and b alone are not a function of the clip); plain 0; then start and end centre and size, over the frame
     size, scaled to [-1, 1]."""
     g = grammar()
     rows = []
     for i in range(start, start + count):
         sc = scene_of(spec, i, g)
         bg = g.backgrounds[sc.background]
-        axes = {"plain": 0, "stripes": 1, "checks": 2}[bg["kind"]]
-        phase = []
-        for axis in range(2):
-            angle = 2 * np.pi * sc.phase[axis] / float(bg.get("period", 8))
-            phase += [np.cos(angle), np.sin(angle)] if axis < axes else [0.0, 0.0]
+        a, b = (2 * np.pi * p / float(bg.get("period", 8)) for p in sc.phase)
+        phase = {"plain": [0.0] * 4, "stripes": [np.cos(a), np.sin(a), 0.0, 0.0],
+                 "checks": [np.cos(a) * np.cos(b), np.cos(a) * np.sin(b), np.sin(a) * np.cos(b), np.sin(a) * np.sin(b)]
+                 }[bg["kind"]]
         size = (spec.width, spec.height)
         geometry = [2 * c / size[k % 2] - 1 for k, c in enumerate(sc.start + sc.end)] + [4 * sc.size / min(size) - 1]
         rows.append([float(sc.shape == n) for n in g.shapes] + [float(sc.colour == n) for n in g.colours]
