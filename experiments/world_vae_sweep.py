@@ -47,10 +47,10 @@ def latent_readout(folder: Path, clips: int = 1280, train: int = 1024) -> dict:
     import jax.numpy as jnp
     from flax import nnx
 
-    from ltx_jax.world.dataset import make_clip
+    from ltx_jax.world.dataset import scene_of
     from ltx_jax.world.grammar import grammar
     from ltx_jax.world.train_decoder import _encode
-    from ltx_jax.world.train_vae import load_autoencoder, world_clips
+    from ltx_jax.world.train_vae import load_autoencoder, scene_targets, world_clips
 
     cfg, graphdef, params = load_autoencoder(folder)
     encoder = nnx.split(nnx.merge(graphdef, params).encoder)
@@ -58,7 +58,7 @@ def latent_readout(folder: Path, clips: int = 1280, train: int = 1024) -> dict:
     z = np.concatenate([np.asarray(_encode(encoder[1], jnp.asarray(world_clips(spec, i, 16)), graphdef=encoder[0]))
                         for i in range(0, clips, 16)])
     x = z.reshape(clips, -1)
-    scenes = [make_clip(spec, i)[0] for i in range(clips)]
+    scenes = [scene_of(spec, i) for i in range(clips)]
     tr, te = np.arange(train), np.arange(train, clips)
     out = {}
     for attr in ("shape", "background"):
@@ -66,13 +66,12 @@ def latent_readout(folder: Path, clips: int = 1280, train: int = 1024) -> dict:
         y = np.array([[getattr(s, attr) == n for n in names] for s in scenes], np.float64)
         out[f"{attr}_accuracy"] = float(np.mean(_ridge(x, y, tr, te).argmax(1) == y[te].argmax(1)))
     g = grammar()
-    for name in ("checkered", "striped"):
+    first = len(g.shapes) + len(g.colours) + len(g.backgrounds)  # the phase columns of scene_targets
+    phase = scene_targets(spec, 0, clips)[:, first:first + 4].astype(np.float64)
+    for name, columns in (("checkered", 4), ("striped", 2)):  # stripes: the last two columns are 0
         idx = np.array([i for i, s in enumerate(scenes) if s.background == name])
         k = int(0.8 * len(idx))
-        angle = np.array([s.phase for s in scenes], np.float64)[idx] * 2 * np.pi / g.backgrounds[name]["period"]
-        a, b = angle[:, 0], angle[:, 1]
-        y = np.stack([np.cos(a), np.sin(a)] if name == "striped" else  # checks: only the products are defined
-                     [np.cos(a) * np.cos(b), np.cos(a) * np.sin(b), np.sin(a) * np.cos(b), np.sin(a) * np.sin(b)], 1)
+        y = phase[idx, :columns]
         out[f"{name}_phase_r2"] = _r2(_ridge(x[idx], y, np.arange(k), np.arange(k, len(idx))), y[k:])
     centres = np.array([s.start + s.end for s in scenes], np.float64)
     out["centre_r2"] = _r2(_ridge(x, centres, tr, te), centres[te])
@@ -83,7 +82,7 @@ def breakdown(folder: Path) -> dict:
     """Held-out PSNR per background kind and per shape of the autoencoder in `folder`."""
     import jax.numpy as jnp
 
-    from ltx_jax.world.dataset import make_clip
+    from ltx_jax.world.dataset import scene_of
     from ltx_jax.world.train_vae import _run, load_autoencoder, world_clips
 
     cfg, graphdef, params = load_autoencoder(folder)
@@ -94,7 +93,7 @@ def breakdown(folder: Path) -> dict:
     mse = (((np.clip(rec, -1, 1) - held) / 2) ** 2).reshape(len(held), -1).mean(1)
     groups: dict[str, list[float]] = {}
     for i in range(len(held)):
-        scene = make_clip(spec, i)[0]
+        scene = scene_of(spec, i)
         for key in (f"background.{scene.background}", f"shape.{scene.shape}"):
             groups.setdefault(key, []).append(float(mse[i]))
     return {k: round(10 * np.log10(1 / np.mean(v)), 2) for k, v in sorted(groups.items())}

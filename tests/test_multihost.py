@@ -1,7 +1,8 @@
 """Multi-host on one machine: two processes with 4 simulated CPU devices each join one `jax.distributed` run
 (gloo collectives) through `initialize_distributed`, build the global 2 x 4 mesh, place their per-host inputs
 with `place_global`, and run the tiny transformer with Ulysses attention and FSDP weights (each host holds its
-shards only). Each process checks the gathered result against its own single-device forward of the same weights and inputs."""
+shards only). Each process checks the gathered result against its own single-device forward of the same weights
+and inputs."""
 
 import json
 import os
