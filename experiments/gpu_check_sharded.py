@@ -136,9 +136,14 @@ def main() -> int:
         print(json.dumps(out))
         return 1
     t0 = time.perf_counter()
-    ok = check_lse(out)
-    ok &= check_strategies(out)
-    timing(out)
+    ok = True
+    for stage in (check_lse, check_strategies, timing):  # a stage that raises is reported; the next still runs
+        try:
+            ok &= stage(out) is not False
+        except Exception as e:
+            out[f"{stage.__name__}_error"] = f"{type(e).__name__}: {str(e)[:600]}"
+            ok = False
+        print(json.dumps({stage.__name__: round(time.perf_counter() - t0, 1)}), file=sys.stderr, flush=True)
     out["total_s"] = round(time.perf_counter() - t0, 1)
     out["ok"] = bool(ok)
     print(json.dumps(out, indent=None if args.json else 1))
