@@ -188,6 +188,10 @@ def test_packaged_default_is_the_teacher_in_bf16_with_a_manifest(runs):
     assert manifest["recipe"]["dit"]["steps"] == 16 and manifest["data_seeds"] == {"train": 0, "vae_train": 0,
                                                                                    "held_out": 1000}
     assert len(manifest["code"]["at_training_start"]["sources_sha256"]) == 64
+    import jax  # where it ran: the test's own backend and jax, at the start and at packaging
+    for when in ("at_training_start", "at_packaging"):
+        m = manifest["machine"][when]
+        assert (m["backend"], m["jax"]) == (jax.default_backend(), jax.__version__) and m["devices"] >= 1
     curves = manifest["loss_curves"]
     # 2 VAE steps, 2 decoder steps, 16 DiT logs (10 per row), 10 distill steps, 4 audio steps (50 per row)
     assert [len(c) for c in curves.values()] == [1, 1, 2, 1, 1]
@@ -322,3 +326,18 @@ def test_decoder_swap_refuses_a_file_with_another_encoder(tmp_path):
     assert {k: float(v.flat[0]) for k, v in out.items()} == {
         "vae.encoder.conv_in.weight": 1.0, "vae.decoder.conv_in.weight": 3.0,
         "vae.per_channel_statistics.mean-of-means": 1.0, "model.diffusion_model.proj_out.weight": 1.0}
+
+
+def test_recipe_override_changes_named_fields_and_refuses_unknown_ones():
+    from ltx_jax.world.recipe import Recipe
+
+    r = Recipe().override(["vae.object_weight=3", "vae.batch=4", "decoder.steps=2400", "dev_cfg=3",
+                           "audio.vocoder_rates=[8, 20]"])
+    assert (r.vae.object_weight, r.vae.batch, r.decoder.steps, r.dev_cfg) == (3.0, 4, 2400, 3.0)
+    assert isinstance(r.vae.object_weight, float) and r.audio.vocoder_rates == (8, 20)
+    assert r.dit == Recipe().dit  # untouched stages stay the defaults
+    for bad, words in (("vae.nope=1", "no field 'nope' in vae"), ("x.steps=3", "no stage 'x'"),
+                       ("steps", "expected STAGE.FIELD=VALUE"), ("vae=3", "no field 'vae' in the recipe"),
+                       ("vae.batch=0", "batch=0 must be >= 1")):
+        with pytest.raises(ValueError, match=words):
+            Recipe().override([bad])

@@ -199,6 +199,9 @@ def add_default_parser(sub) -> None:
     p.add_argument("--audio-steps", type=int, default=d.audio.steps)
     p.add_argument("--distill-steps", type=int, default=d.distill.steps)
     p.add_argument("--prompts", type=int, default=d.prompts, help="held-out prompts of the adherence check (0: skip)")
+    p.add_argument("--set", action="append", default=[], metavar="STAGE.FIELD=VALUE",
+                   help="change one recipe field after the flags above, e.g. vae.object_weight=3 (repeatable; "
+                        "stages vae, decoder, dit, audio, distill)")
     p.add_argument("--sequential", action="store_true",
                    help="run every stage in this process (default: the decoder and audio stages beside the DiT)")
     p.set_defaults(func=run_default)
@@ -224,6 +227,7 @@ def run_default(args: argparse.Namespace) -> int:
                                                               warmup_steps=min(r.audio.warmup_steps, args.audio_steps)),
                                     distill=dataclasses.replace(r.distill, steps=args.distill_steps),
                                     prompts=args.prompts)
+        r = r.override(args.set)
         install = DEFAULT_DIR if args.install == "package" else args.install
         result = reproduce(args.out, r, install=install, beside=not args.sequential,
                            log=lambda s: print(s, file=sys.stderr))

@@ -30,8 +30,8 @@ import numpy as np
 
 from ltx_jax.world.train_audio import AUDIO_FILE
 
-__all__ = ["DEFAULT_DIR", "package", "with_audio", "cast_copy", "code_fingerprint", "lora_from_student", "file_table",
-           "curve"]
+__all__ = ["DEFAULT_DIR", "package", "with_audio", "cast_copy", "code_fingerprint", "machine_info", "lora_from_student",
+           "file_table", "curve"]
 
 DEFAULT_DIR = Path(__file__).resolve().parent.parent / "data" / "world_default"
 MODEL, LORA, GEMMA, MANIFEST = "model.safetensors", "distilled-lora.safetensors", "gemma", "manifest.json"
@@ -62,6 +62,18 @@ def code_fingerprint() -> dict:
     except (OSError, subprocess.SubprocessError):
         pass
     return out
+
+
+def machine_info() -> dict:
+    """Where this process runs: jax's backend and first device, the device count and the library versions."""
+    import platform
+
+    import flax
+    import jax
+
+    return {"backend": jax.default_backend(), "device_kind": jax.devices()[0].device_kind,
+            "devices": jax.device_count(), "jax": jax.__version__, "flax": flax.__version__,
+            "python": platform.python_version()}
 
 
 def file_table(folder: Path) -> dict[str, dict]:
@@ -227,6 +239,7 @@ def package(run: str | Path, out: str | Path = DEFAULT_DIR, *, adherence: dict |
             "distilled_lora": lora,
             "adherence": adherence,
             "code": {"at_training_start": recipe.get("code"), "at_packaging": code_fingerprint()},
+            "machine": {"at_training_start": recipe.get("machine"), "at_packaging": machine_info()},
             "provenance": recipe.get("provenance"),  # how stages run outside this command got here, if any
         }
         (stage / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")

@@ -25,7 +25,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from ltx_jax.world.distill import DistillConfig
@@ -74,13 +74,40 @@ class Recipe:
 
     @classmethod
     def from_json(cls, d: Mapping) -> Recipe:
-        parts = {"vae": VAETrainConfig, "decoder": DecoderTrainConfig, "dit": DiTTrainConfig,
-                 "audio": AudioTrainConfig, "distill": DistillConfig}
-        return cls(**{k: parts[k](**v) if k in parts else v for k, v in d.items()})
+        return cls(**{k: _PARTS[k](**v) if k in _PARTS else v for k, v in d.items()})
+
+    def override(self, items: Sequence[str]) -> Recipe:
+        """This recipe with `STAGE.FIELD=VALUE` (or `FIELD=VALUE` for the recipe's own fields) changes applied in
+        order; VALUE is JSON (`3`, `0.5`, `true`, `[10, 16]`) or else a plain string. Unknown names are refused."""
+        d = self.to_json()
+        for item in items:
+            key, sep, text = item.partition("=")
+            if not sep or not key:
+                raise ValueError(f"recipe override {item!r}: expected STAGE.FIELD=VALUE")
+            try:
+                value = json.loads(text)
+            except json.JSONDecodeError:
+                value = text
+            stage, _, field = key.rpartition(".")
+            if stage and stage not in _PARTS:
+                raise ValueError(f"recipe override {item!r}: no stage {stage!r} (stages: {', '.join(_PARTS)})")
+            target = d[stage] if stage else d
+            if field not in target or isinstance(target[field], dict):
+                names = sorted(k for k, v in target.items() if not isinstance(v, dict))
+                raise ValueError(f"recipe override {item!r}: no field {field!r} in {stage or 'the recipe'} "
+                                 f"(fields: {', '.join(names)})")
+            old = target[field]  # keep the field's type where JSON has a narrower one (3 -> 3.0, [..] -> (..))
+            target[field] = (float(value) if isinstance(old, float) and isinstance(value, int)
+                             else tuple(value) if isinstance(old, tuple) and isinstance(value, list) else value)
+        return Recipe.from_json(d)
+
+
+_PARTS = {"vae": VAETrainConfig, "decoder": DecoderTrainConfig, "dit": DiTTrainConfig, "audio": AudioTrainConfig,
+          "distill": DistillConfig}
 
 
 def _pin(out: Path, recipe: Recipe) -> None:
-    from ltx_jax.world.package import code_fingerprint
+    from ltx_jax.world.package import code_fingerprint, machine_info
 
     path = out / "recipe.json"
     if path.exists():
@@ -91,7 +118,8 @@ def _pin(out: Path, recipe: Recipe) -> None:
         return
     out.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(".recipe.json.tmp")
-    tmp.write_text(json.dumps({"recipe": recipe.to_json(), "code": code_fingerprint()}, indent=1) + "\n")
+    tmp.write_text(json.dumps({"recipe": recipe.to_json(), "code": code_fingerprint(),
+                               "machine": machine_info()}, indent=1) + "\n")
     tmp.replace(path)
 
 
