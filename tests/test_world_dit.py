@@ -338,6 +338,7 @@ def test_recipe_override_changes_named_fields_and_refuses_unknown_ones():
     assert r.dit == Recipe().dit  # untouched stages stay the defaults
     for bad, words in (("vae.nope=1", "no field 'nope' in vae"), ("x.steps=3", "no stage 'x'"),
                        ("steps", "expected STAGE.FIELD=VALUE"), ("vae=3", "no field 'vae' in the recipe"),
-                       ("vae.batch=0", "batch=0 must be >= 1")):
+                       ("vae.batch=0", "batch=0 must be >= 1"), ("vae.batch=four", "vae.batch expects type int"),
+                       ("vae.object_weight=true", "expects type float")):
         with pytest.raises(ValueError, match=words):
             Recipe().override([bad])

@@ -97,8 +97,12 @@ class Recipe:
                 raise ValueError(f"recipe override {item!r}: no field {field!r} in {stage or 'the recipe'} "
                                  f"(fields: {', '.join(names)})")
             old = target[field]  # keep the field's type where JSON has a narrower one (3 -> 3.0, [..] -> (..))
-            target[field] = (float(value) if isinstance(old, float) and isinstance(value, int)
-                             else tuple(value) if isinstance(old, tuple) and isinstance(value, list) else value)
+            value = (float(value) if isinstance(old, float) and type(value) is int
+                     else tuple(value) if isinstance(old, tuple) and isinstance(value, list) else value)
+            if old is not None and type(value) is not type(old):
+                raise ValueError(f"recipe override {item!r}: {key} expects type {type(old).__name__} "
+                                 f"(now {old!r}), not {value!r}")
+            target[field] = value
         return Recipe.from_json(d)
 
 
