@@ -1,5 +1,6 @@
 """GPU check of the FP8 path: is cuBLASLt's FP8 GEMM in the optimized HLO, and how fast is one transformer block
-at full width in FP8 against bf16? Prints one JSON object. Ran on one H200 on 2026-12-04 in 100 s (experiments/gpu_checks.sh; results/gpu_check_fp8.json).
+at full width in FP8 against bf16? Prints one JSON object. Ran on one H200 on 2026-12-04 in 100 s
+(experiments/gpu_checks.sh; results/gpu_check_fp8.json).
 
     .venv/bin/python experiments/gpu_check_fp8.py                 # full width: LTX-2.3 block, 6144 video tokens
     .venv/bin/python experiments/gpu_check_fp8.py --small         # CPU smoke test of the script's logic

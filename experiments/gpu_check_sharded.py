@@ -2,8 +2,8 @@
 
 Run:  .venv/bin/python experiments/gpu_check_sharded.py [--json]
 
-Ran on one H200 on 2026-12-04 (experiments/gpu_checks.sh; results/gpu_check_sharded.json: all ok). What it checks, in order (each step reports and the
-script goes on; exit status 1 if any check fails):
+Ran on one H200 on 2026-12-04 (experiments/gpu_checks.sh; results/gpu_check_sharded.json: all ok). What it
+checks, in order (each step reports and the script goes on; exit status 1 if any check fails):
   1. cuDNN `attention_with_lse` (bf16, head dim 64 and 128) against the float32 XLA kernel: output error and,
      the main risk, the log-sum-exp residual's convention (natural log, includes the max);
   2. the ring merge with cuDNN partials: keys split into 4 blocks, merged by `merge_partials`, equal to

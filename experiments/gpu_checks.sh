@@ -4,13 +4,10 @@
 #   device run: bash experiments/gpu_checks.sh   (carry .whl)
 set -u
 OUT=${OUT:-/tmp/gpu_checks}; mkdir -p "$OUT"
-if ls .whl/*.whl >/dev/null 2>&1; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
-    && export PYTHONPATH=/tmp/site
-fi
-export PYTHONPATH=$PWD:${PYTHONPATH:-} PYTHONUNBUFFERED=1
+source experiments/gpu_env.sh
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > "$OUT/env.txt" 2>&1
-python3 -c "import jax, flax; print('jax', jax.__version__, 'flax', flax.__version__, jax.devices())" >> "$OUT/env.txt" 2>&1
+python3 -c "import jax, flax; print('jax', jax.__version__, 'flax', flax.__version__, jax.devices())" \
+  >> "$OUT/env.txt" 2>&1
 timeout "${SHARDED_S:-270}" python3 experiments/gpu_check_sharded.py --json > "$OUT/sharded.json" 2> "$OUT/sharded.log"
 echo "sharded rc=$?"
 timeout "${FP8_S:-200}" python3 experiments/gpu_check_fp8.py > "$OUT/fp8.json" 2> "$OUT/fp8.log"

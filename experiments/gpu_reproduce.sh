@@ -14,10 +14,7 @@ OUT=${OUT:-/tmp/gpu_reproduce}; RUN=${RUN:-/tmp/world_default_run}; MODE=${1:-st
 # recipe near 2 hours on the 2-core CPU (README "Training the embedded default")
 SETS=${SETS:-vae.object_weight=3 vae.scene_weight=1 vae.steps=3200 decoder.steps=2400 dit.steps=6000 distill.steps=1000}
 mkdir -p "$OUT"
-if [ ! -d /tmp/site ] && ls .whl/*.whl >/dev/null 2>&1; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
-fi
-export PYTHONPATH=$PWD:/tmp/site PYTHONUNBUFFERED=1
+source experiments/gpu_env.sh
 if [ "$MODE" = start ]; then
   rm -rf "$RUN" "$RUN.rc"
   args=""; for s in $SETS; do args="$args --set $s"; done

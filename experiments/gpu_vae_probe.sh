@@ -6,17 +6,15 @@
 # when a run was cut off) and $OUT/NAME.log.   device run: bash experiments/gpu_vae_probe.sh   (carry .whl)
 set -u
 OUT=${OUT:-/tmp/gpu_vae_probe}; mkdir -p "$OUT"; RUNS=${RUNS:-/tmp/vae_probe}; LIMIT=${LIMIT:-470}
-if ls .whl/*.whl >/dev/null 2>&1; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
-    && export PYTHONPATH=/tmp/site
-fi
-export PYTHONPATH=$PWD:${PYTHONPATH:-} PYTHONUNBUFFERED=1 XLA_PYTHON_CLIENT_MEM_FRACTION=0.2
+source experiments/gpu_env.sh
+export XLA_PYTHON_CLIENT_MEM_FRACTION=0.2  # four processes share the GPU
 base='"object_weight": 3, "scene_weight": 1'
 declare -A V=(
   [lc16_x1]="{\"vae\": {$base}}"
   [lc32_x1]="{\"vae\": {$base, \"latent_channels\": 32}}"
   [lc16_x2]="{\"vae\": {$base, \"steps\": ${STEPS2:-3200}}, \"decoder\": {\"steps\": ${DSTEPS2:-2400}}}"
-  [lc32_x2]="{\"vae\": {$base, \"latent_channels\": 32, \"steps\": ${STEPS2:-3200}}, \"decoder\": {\"steps\": ${DSTEPS2:-2400}}}"
+  [lc32_x2]="{\"vae\": {$base, \"latent_channels\": 32, \"steps\": ${STEPS2:-3200}},
+              \"decoder\": {\"steps\": ${DSTEPS2:-2400}}}"
 )
 for name in "${!V[@]}"; do
   timeout "$LIMIT" python3 experiments/world_vae_sweep.py --out "$RUNS/$name" --variant "$name" "${V[$name]}" \
