@@ -1,36 +1,46 @@
 #!/usr/bin/env bash
-# The embedded default's whole recipe (`ltx-jax world-default`) on one lent GPU, as two device calls that share one
-# warm machine: `start` launches the run in its own process session (so it outlives the call) and waits up to
-# SECONDS; `wait` (the next call, within the machine's 30 s warm window) waits again. When the run has finished,
-# $OUT gets default.tar.part-* (OUT/default, split under the 16 MB per-file limit), recipe.json, stages.json and
-# run.log; otherwise run.log so far. The lent image runs its own python3 and jax; flax and PyAV travel as wheels.
+# The embedded default's whole recipe (`ltx-jax world-default`) on one lent GPU, for one or more variants side by
+# side, as two device calls that share one warm machine: `start` launches each run in its own process session (so it
+# outlives the call) and waits up to SECONDS; `wait` (the next call, within the machine's 30 s warm window) waits
+# again. For each variant NAME, $OUT gets NAME.tar.part-* (split under the 16 MB per-file limit): the run's
+# recipe.json, stages.json, run.log, every stage's metadata and loss curve, and default/ once packaged. Checkpoints
+# and caches stay behind (the 8 files / 64 MiB that come back). The lent image runs its own python3 and jax; flax
+# and PyAV travel as wheels.
 #   device run: bash experiments/gpu_reproduce.sh start 540   (carry .whl), then: bash experiments/gpu_reproduce.sh wait
-#   here:       cat OUT/default.tar.part-* | tar -x -C DIR
+#   here:       cat OUT/NAME.tar.part-* | tar -x -C DIR
 set -u
-OUT=${OUT:-/tmp/gpu_reproduce}; RUN=${RUN:-/tmp/world_default_run}; MODE=${1:-start}; BUDGET=${2:-540}
+OUT=${OUT:-/tmp/gpu_reproduce}; RUNS=${RUNS:-/tmp/world_default_runs}; MODE=${1:-start}; BUDGET=${2:-540}
 # issue 17's 28 dB: stage 1 with object weight 3, the scene read-out and twice the steps (batch 8: half the batch at
-# twice the steps gave 23.32 dB at stage 1, no better than the recipe's 1600 x 8), the decoder stage twice as long
-# (experiments/results/world_vae_gpu_probe.json: 28.00 dB), and the DiT and the distillation shortened to keep the
-# recipe near 2 hours on the 2-core CPU (README "Training the embedded default")
-SETS=${SETS:-vae.object_weight=3 vae.scene_weight=1 vae.steps=3200 decoder.steps=2400 dit.steps=6000 distill.steps=1000}
-mkdir -p "$OUT"
+# twice the steps gave 23.32 dB at stage 1, no better than the recipe's 1600 x 8) and the decoder stage twice as
+# long (experiments/results/world_vae_gpu_probe.json: 28.00 dB). The DiT and the distillation are shortened to keep
+# the recipe near 2 hours on the 2-core CPU (README "Training the embedded default"); two lengths side by side.
+VAE="vae.object_weight=3 vae.scene_weight=1 vae.steps=3200 decoder.steps=2400"
+declare -A V=([d6000]="$VAE dit.steps=6000 distill.steps=1000" [d4000]="$VAE dit.steps=4000 distill.steps=800")
+mkdir -p "$OUT" "$RUNS"
 source experiments/gpu_env.sh
+export XLA_PYTHON_CLIENT_MEM_FRACTION=0.15  # up to six processes: each run and its two stages beside the DiT
 if [ "$MODE" = start ]; then
-  rm -rf "$RUN" "$RUN.rc"
-  args=""; for s in $SETS; do args="$args --set $s"; done
-  setsid nohup bash -c "python3 -m ltx_jax.cli world-default --out $RUN $args ${EXTRA:-} > $RUN.log 2>&1; \
-    echo \$? > $RUN.rc" > /dev/null 2>&1 &
+  for name in "${!V[@]}"; do
+    run=$RUNS/$name; rm -rf "$run" "$run.rc"
+    args=""; for s in ${V[$name]}; do args="$args --set $s"; done
+    setsid nohup bash -c "python3 -m ltx_jax.cli world-default --out $run $args > $run.log 2>&1; \
+      echo \$? > $run.rc" > /dev/null 2>&1 &
+  done
   python3 -c "import jax, flax, av; print('jax', jax.__version__, 'flax', flax.__version__, 'av', av.__version__, \
     jax.devices())"
 fi
 end=$((SECONDS + BUDGET))
-while [ ! -f "$RUN.rc" ] && [ "$SECONDS" -lt "$end" ]; do sleep 5; done
-cp "$RUN.log" "$OUT/run.log" 2>/dev/null
-if [ -f "$RUN.rc" ]; then
-  echo "finished: rc $(cat "$RUN.rc") after ${SECONDS} s of this call"
-  cp "$RUN/recipe.json" "$RUN/stages.json" "$OUT/" 2>/dev/null
-  [ -d "$RUN/default" ] && tar -C "$RUN" -cf - default | split -b 15m - "$OUT/default.tar.part-"
-else
-  echo "still running after ${SECONDS} s of this call: call again with 'wait' within 30 s"
-fi
-grep -v "^step\|loss " "$RUN.log" | tail -n 20; tail -n 3 "$RUN.log"
+while [ "$SECONDS" -lt "$end" ]; do
+  left=0; for name in "${!V[@]}"; do [ -f "$RUNS/$name.rc" ] || left=1; done
+  [ "$left" = 0 ] && break; sleep 5
+done
+for name in "${!V[@]}"; do
+  run=$RUNS/$name
+  if [ -f "$run.rc" ]; then echo "== $name finished: rc $(cat "$run.rc")"; else echo "== $name still running"; fi
+  cp "$run.log" "$run/run.log" 2>/dev/null
+  (cd "$run" && find . -maxdepth 3 -not -path './default/*' -not -path '*/checkpoints/*' -not -path './dit/cache/*' \
+    \( -name '*.json' -o -name '*.jsonl' -o -name run.log \) -type f; [ -d default ] && echo default) \
+    | tar -C "$run" -czf - -T - | split -b 15m - "$OUT/$name.tar.part-"
+  grep -v "^step\|loss \|^\[.*step\|^W[0-9]" "$run.log" | tail -n 8; tail -n 2 "$run.log"
+done
+echo "after ${SECONDS} s of this call"
