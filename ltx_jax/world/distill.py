@@ -42,7 +42,7 @@ __all__ = ["DistillConfig", "distill"]
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class DistillConfig:
-    steps: int = 1200
+    steps: int = 800
     batch: int = 16
     learning_rate: float = 2e-4
     warmup_steps: int = 20

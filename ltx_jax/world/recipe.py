@@ -13,8 +13,8 @@ No ltx_core counterpart. `reproduce(out, recipe)` runs, each stage resumable and
 and, when asked, copies `default/` to the package's data folder. `recipe.json` pins the recipe and the source
 code's fingerprint at the start; a folder started with another recipe is refused. `stages.json` records each
 stage's seconds. With `beside=True` (the `world-default` command's default) the decoder and audio stages run in
-second processes beside the DiT. Stage times on the 2-core CPU machine (different runs): VAE 25 min, DiT 61 with
-the audio stage (19) beside it, decoder stage 19, distillation 19, packaging and adherence 1.5.
+second processes beside the DiT, the decoder stage on beside the distillation. Stage times: README "Training the
+embedded default".
 """
 
 from __future__ import annotations
@@ -288,10 +288,10 @@ def reproduce(out: str | Path, recipe: Recipe, *, stop_after: Mapping[str, int] 
                 summary["stages"][name] = result
                 if not done:
                     return summary
-            if name == "dit" or until == name:
-                _join(side, out, summary)
             if until == name:
+                _join(side, out, summary)
                 return summary
+        _join(side, out, summary)  # the decoder stage runs on beside the distillation: only packaging needs it
     finally:  # a failure here (or beside) leaves no stage running
         for proc in side.values():
             proc.kill()

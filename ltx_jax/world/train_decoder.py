@@ -40,7 +40,7 @@ __all__ = ["DecoderTrainConfig", "train_decoder"]
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class DecoderTrainConfig:
-    steps: int = 1200
+    steps: int = 3600
     batch: int = 8
     learning_rate: float = 1e-3  # the encoder is frozen, so the rate that collapsed stage 1's latents is safe here
     warmup_steps: int = 20

@@ -40,7 +40,7 @@ class DiTTrainConfig:
     clips: int = 768            # training clips (world seed `seed`)
     layers: int = 4             # DiT blocks
     heads: int = 4              # video attention heads of 16 channels (the video stream is 16 * heads wide)
-    steps: int = 8000
+    steps: int = 4000
     batch: int = 16
     learning_rate: float = 1e-3
     warmup_steps: int = 100
