@@ -10,15 +10,13 @@
 #   here:       cat OUT/NAME.tar.part-* | tar -x -C DIR
 set -u
 OUT=${OUT:-/tmp/gpu_reproduce}; RUNS=${RUNS:-/tmp/world_default_runs}; MODE=${1:-start}; BUDGET=${2:-540}
-# issue 17's 28 dB: stage 1 with object weight 3, the scene read-out and twice the steps (batch 8: half the batch at
-# twice the steps gave 23.32 dB at stage 1, no better than the recipe's 1600 x 8) and the decoder stage twice as
-# long (experiments/results/world_vae_gpu_probe.json: 28.00 dB). The DiT and the distillation are shortened to keep
-# the recipe near 2 hours on the 2-core CPU (README "Training the embedded default"); two lengths side by side.
-VAE="vae.object_weight=3 vae.scene_weight=1 vae.steps=3200 decoder.steps=2400"
-declare -A V=([d6000]="$VAE dit.steps=6000 distill.steps=1000" [d4000]="$VAE dit.steps=4000 distill.steps=800")
+# Variants: NAME -> recipe overrides (`--set STAGE.FIELD=VALUE`); "default" is the committed recipe. The run of
+# 2026-12-04 (experiments/results/world_default_gpu.json) compared DiT 4000 + distillation 800 with 6000 + 1000, both
+# with the 28 dB VAE stages and a 2400-step decoder stage, before those became the recipe's defaults.
+declare -A V=([default]="${SETS:-}")
 mkdir -p "$OUT" "$RUNS"
 source experiments/gpu_env.sh
-export XLA_PYTHON_CLIENT_MEM_FRACTION=0.15  # up to six processes: each run and its two stages beside the DiT
+export XLA_PYTHON_CLIENT_MEM_FRACTION=0.15  # each run and its two stages beside the DiT
 if [ "$MODE" = start ]; then
   for name in "${!V[@]}"; do
     run=$RUNS/$name; rm -rf "$run" "$run.rc"
