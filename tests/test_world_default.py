@@ -4,8 +4,9 @@ independent judge checked on ground-truth clips in test_world.py, finds each pro
 and pitch in the decoded mp4 (its AAC soundtrack).
 
 Shape is not asserted: the default's video VAE turns triangles into soft blobs (the analyzer agrees on shape for
-31% of its own held-out reconstructions, README "Embedded default"); nor is the kind of sound (beep / buzz), which
-the trained vocoder makes only partly. Both are still read and reported in the JSON the demo writes."""
+37.5% of its own held-out reconstructions, README "Training the embedded default"); nor is the kind of sound
+(beep / buzz), which the trained vocoder makes only partly. Both are still read and reported in the JSON the demo
+writes."""
 
 from __future__ import annotations
 
