@@ -19,7 +19,8 @@ from ltx_jax.world.train_decoder import DecoderTrainConfig
 from ltx_jax.world.train_vae import VAETrainConfig, psnr
 
 CFG = VAETrainConfig(latent_channels=16, decoder_base_channels=8, frames=9, height=32, width=32, batch=2, steps=10,
-                     warmup_steps=2, learning_rate=2e-3, save_every=5, held_out_clips=8, object_weight=2.0)
+                     warmup_steps=2, learning_rate=2e-3, save_every=5, held_out_clips=8, object_weight=2.0,
+                     scene_weight=0.0)  # the plain autoencoder; the scene read-out (on in the recipe) is tested below
 # every step on the whole pool (4 clips), so the loss must fall within 10 steps
 DECODER = DecoderTrainConfig(steps=10, batch=4, learning_rate=2e-3, warmup_steps=2, pool=4, save_every=4)
 
