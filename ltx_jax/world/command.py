@@ -188,8 +188,9 @@ def add_default_parser(sub) -> None:
                                    "VAE, the dev DiT, the audio decoder + vocoder and the 8-step student on the "
                                    "synthetic world, packages them (bf16 official file + distilled LoRA + tiny "
                                    "Gemma + manifest) in OUT/default and measures their prompt adherence. Every "
-                                   "stage resumes when re-run. 103 min on 2 CPU cores at the defaults "
-                                   "(measured), 11.4 on one H200 (two runs side by side).")
+                                   "stage resumes when re-run. About 110 min on 2 CPU cores at the defaults "
+                                   "(103 measured with an 800-step audio stage), 11.4 on one H200 (two runs "
+                                   "side by side).")
     p.add_argument("--out", required=True, help="run folder (vae/, dit/, audio/, distill/, default/, recipe.json)")
     p.add_argument("--install", nargs="?", const="package", metavar="DIR",
                    help="copy OUT/default here when done (no DIR: the package's ltx_jax/data/world_default)")
